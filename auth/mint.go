@@ -1,0 +1,129 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// secretFile is the name of the generated HS256 secret inside the data directory.
+const secretFile = "jwt_secret"
+
+// mintClaims is the payload Mint signs.
+type mintClaims struct {
+	Sub  string `json:"sub"`
+	Iat  int64  `json:"iat"`
+	Exp  int64  `json:"exp"`
+	Role string `json:"role,omitempty"`
+}
+
+func (c mintClaims) GetExpirationTime() (*jwt.NumericDate, error) {
+	return jwt.NewNumericDate(time.Unix(c.Exp, 0)), nil
+}
+func (c mintClaims) GetIssuedAt() (*jwt.NumericDate, error) {
+	return jwt.NewNumericDate(time.Unix(c.Iat, 0)), nil
+}
+func (c mintClaims) GetNotBefore() (*jwt.NumericDate, error) { return nil, nil }
+func (c mintClaims) GetIssuer() (string, error)              { return "", nil }
+func (c mintClaims) GetSubject() (string, error)             { return c.Sub, nil }
+func (c mintClaims) GetAudience() (jwt.ClaimStrings, error)  { return nil, nil }
+
+// Mint signs an HS256 token with sub=userID, iat=now, exp=now+ttl and, when
+// admin is true, role "admin". It fails on an empty secret, a userID that
+// Verify would reject (empty or over 256 bytes) or a ttl that is not positive.
+func Mint(secret []byte, userID string, admin bool, ttl time.Duration, now time.Time) (string, error) {
+	switch {
+	case len(secret) == 0:
+		return "", errors.New("auth: mint: empty secret")
+	case userID == "" || len(userID) > maxSubjectLen:
+		return "", fmt.Errorf("auth: mint: user ID must be 1 to %d bytes", maxSubjectLen)
+	case ttl <= 0:
+		return "", fmt.Errorf("auth: mint: ttl %v is not positive", ttl)
+	}
+	c := mintClaims{Sub: userID, Iat: now.Unix(), Exp: now.Add(ttl).Unix()}
+	if admin {
+		c.Role = AdminRole
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+	if err != nil {
+		return "", fmt.Errorf("auth: mint: %w", err)
+	}
+	return s, nil
+}
+
+// LoadOrCreateSecret returns the HS256 secret stored in dir/jwt_secret: the
+// file's contents with surrounding whitespace trimmed. When the file is
+// missing it creates dir (mode 0700) and the file (mode 0600) holding 32
+// random bytes hex-encoded. Concurrent callers all get the same secret.
+func LoadOrCreateSecret(dir string) ([]byte, error) {
+	path := filepath.Join(dir, secretFile)
+	secret, err := readSecret(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return secret, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("auth: create secret dir: %w", err)
+	}
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw) // never fails (crypto/rand crashes the program instead)
+	if err := createExclusive(dir, path, []byte(hex.EncodeToString(raw)+"\n")); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("auth: create secret: %w", err)
+		}
+		// Another process won the race; use its secret.
+	}
+	return readSecret(path)
+}
+
+func readSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth: read secret: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("auth: read secret: %s is empty", path)
+	}
+	return b, nil
+}
+
+// createExclusive writes data to path unless path exists (then the error wraps
+// fs.ErrExist). It writes a temporary file and hard-links it into place, so a
+// concurrent reader never sees a half-written secret.
+func createExclusive(dir, path string, data []byte) error {
+	f, err := os.CreateTemp(dir, "."+secretFile+".tmp*") // mode 0600
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Link(tmp, path)
+}
+
+// RandomToken returns a random URL-safe token with 32 bytes of entropy, for
+// use as an admin token.
+func RandomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand crashes the program instead)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

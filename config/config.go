@@ -1,0 +1,224 @@
+// Package config reads presenced's configuration from environment variables
+// and an optional dotenv file.
+//
+// Every variable, its default and its meaning are listed by [Vars]; the
+// README's configuration table is checked against that list. [Load] stops at
+// the first invalid variable and returns an [*Error] naming it.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/joho/godotenv"
+)
+
+// Config is the effective configuration of one presenced process. [Load]
+// fills every field, applying the documented default where a variable is
+// unset or empty.
+type Config struct {
+	Port              int           // PORT: HTTP listen port; 0 picks a free port
+	RedisURL          string        // REDIS_URL: "" runs without Redis (single node, in memory)
+	MongoURI          string        // MONGODB_URI: "" uses SQLite under DataDir
+	MongoDB           string        // MONGODB_DB: "" lets the store use the URI's database or "presenced"
+	UsersCollection   string        // USERS_COLLECTION: the application's users, read-only
+	MongoBatchSize    int           // MONGODB_BATCH_SIZE: documents per bulk write / cursor batch
+	DataDir           string        // DATA_DIR: SQLite database and other local state
+	JWTSecret         string        // JWT_SECRET: HS256 key for user tokens (secret)
+	JWKSURL           string        // JWT_JWKS_URL: JWKS endpoint for RS/ES user tokens
+	AdminToken        string        // ADMIN_TOKEN: bearer token for the admin API and panel (secret)
+	OnlineUsersKey    string        // ONLINE_USERS_KEY: Redis set of online user IDs
+	KeyPrefix         string        // REDIS_KEY_PREFIX: prefix of every other Redis key; holds a {hash tag}
+	PresenceMode      string        // PRESENCE_MODE: "managed" or "external"
+	HeartbeatInterval time.Duration // HEARTBEAT_INTERVAL: how often a node renews its liveness key
+	NodeTTL           time.Duration // NODE_TTL: a node silent this long is dead; > HeartbeatInterval
+	NodeID            string        // NODE_ID: "" lets the wiring generate hostname-pid-random
+	BatchWindow       time.Duration // PRESENCE_BATCH_WINDOW: presence changes are coalesced this long; 0 flushes at once
+	BatchMax          int           // PRESENCE_BATCH_MAX: users per Redis script call
+	LastSeenInterval  time.Duration // LAST_SEEN_INTERVAL: how often last-seen times are written to the data store
+	StatsRefresh      time.Duration // STATS_REFRESH_INTERVAL: how often cached data-store totals are refreshed
+	AllowAnonymous    bool          // ALLOW_ANONYMOUS: accept WebSocket connections without a token
+	MaxConnsPerIP     int           // MAX_CONNS_PER_IP: 0 means no limit
+	PingInterval      time.Duration // WS_PING_INTERVAL: server ping period
+	IdleTimeout       time.Duration // WS_IDLE_TIMEOUT: a connection silent this long is closed; > PingInterval
+	MaxMessageBytes   int           // WS_MAX_MESSAGE_BYTES: largest accepted client message
+	CORSOrigins       []string      // CORS_ORIGINS: allowed browser origins; "*" allows any
+	LogFormat         string        // LOG_FORMAT: "text" or "json"
+	LogLevel          string        // LOG_LEVEL: "debug", "info", "warn" or "error"
+	ShutdownTimeout   time.Duration // SHUTDOWN_TIMEOUT: graceful stop budget
+}
+
+// Error reports one invalid variable. Value is the offending value with
+// secrets replaced by "***" (all of JWT_SECRET and ADMIN_TOKEN, the password
+// of REDIS_URL and MONGODB_URI), so an Error is always safe to log.
+type Error struct {
+	Var    string // the variable's name, e.g. "PORT"
+	Value  string // the value as given, secrets masked; "" when the default was used
+	Reason string // what a valid value looks like
+}
+
+// Error returns e.g. `config: PORT="abc": must be a port number 0-65535`.
+func (e *Error) Error() string {
+	return fmt.Sprintf("config: %s=%q: %s", e.Var, e.Value, e.Reason)
+}
+
+// Var documents one configuration variable.
+type Var struct {
+	Name        string // environment variable name
+	Default     string // default as text; "" means unset
+	Description string // one line
+}
+
+// Vars returns every configuration variable in a stable order: the order in
+// which [Load] validates them and in which the README lists them.
+func Vars() []Var {
+	specs := specs()
+	vars := make([]Var, len(specs))
+	for i, s := range specs {
+		vars[i] = Var{Name: s.name, Default: s.def, Description: s.desc}
+	}
+	return vars
+}
+
+// Load reads the configuration. Each variable is taken from getenv; when
+// getenv returns "" it is looked up in the dotenv file at dotenvPath, and when
+// that is empty too its default applies. A missing dotenv file (or an empty
+// dotenvPath) is fine; a malformed one is an error naming the file. Dotenv
+// values follow godotenv's rules: $VAR and ${VAR} expand to earlier variables
+// of the same file except inside single quotes, so quote secrets with '...'.
+//
+// Load validates variables in [Vars] order and returns the first invalid one
+// as an [*Error]; other errors concern the dotenv file.
+func Load(getenv func(string) string, dotenvPath string) (Config, error) {
+	dotenv, err := readDotenv(dotenvPath)
+	if err != nil {
+		return Config{}, err
+	}
+	var c Config
+	for _, s := range specs() {
+		raw := getenv(s.name)
+		if raw == "" {
+			raw = dotenv[s.name]
+		}
+		v := raw
+		if !s.secret {
+			// Stray spaces around a port or URL are typos, not meaning;
+			// secrets are used byte for byte and rejected if padded.
+			v = strings.TrimSpace(v)
+		}
+		defaulted := v == ""
+		if defaulted {
+			v = s.def
+		}
+		if reason := s.parse(&c, v); reason != "" {
+			shown := mask(s, v)
+			if defaulted {
+				shown = ""
+				reason += fmt.Sprintf("; %s is unset, so its default %q applies: set it", s.name, s.def)
+			}
+			return Config{}, &Error{Var: s.name, Value: shown, Reason: reason}
+		}
+	}
+	return c, nil
+}
+
+// Redacted returns the effective configuration keyed by variable name, for
+// logging at startup: JWT_SECRET and ADMIN_TOKEN read "***" when set, and the
+// passwords in REDIS_URL and MONGODB_URI are masked.
+func (c Config) Redacted() map[string]string {
+	out := make(map[string]string)
+	for _, s := range specs() {
+		out[s.name] = mask(s, s.format(c))
+	}
+	return out
+}
+
+// mask hides the secret part of v for variable s.
+func mask(s spec, v string) string {
+	switch {
+	case v == "":
+		return ""
+	case s.secret:
+		return "***"
+	case s.url:
+		return maskURLPassword(v)
+	}
+	return v
+}
+
+// maskURLPassword replaces the password of scheme://user:password@host... by
+// "***". It works on strings that net/url rejects too, since invalid URLs are
+// exactly the ones that end up in error messages; when in doubt it masks more.
+func maskURLPassword(raw string) string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		if strings.Contains(raw, "@") {
+			return "***"
+		}
+		return raw
+	}
+	rest := raw[i+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return raw
+	}
+	userinfo := rest[:at]
+	colon := strings.Index(userinfo, ":")
+	if colon < 0 {
+		return raw // user name only, no password
+	}
+	return raw[:i+3] + userinfo[:colon+1] + "***" + rest[at:]
+}
+
+// readDotenv parses the dotenv file at path; a missing file yields no values.
+func readDotenv(path string) (map[string]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	src, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config: read dotenv file %q: %w", path, err)
+	}
+	values, err := godotenv.UnmarshalBytes(src)
+	if err != nil {
+		return nil, fmt.Errorf("config: dotenv file %q is malformed: %s", path, dotenvReason(src, err))
+	}
+	for k := range values {
+		if k == "" || strings.IndexFunc(k, unicode.IsSpace) >= 0 {
+			return nil, fmt.Errorf("config: dotenv file %q is malformed: a line is not NAME=value", path)
+		}
+	}
+	return values, nil
+}
+
+// dotenvReason rewrites a godotenv parse error without the file content it
+// quotes, which may hold secrets, and with a line number where one can be
+// found.
+func dotenvReason(src []byte, err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "unterminated quoted value") {
+		return "unterminated quoted value"
+	}
+	reason, near, found := strings.Cut(msg, " near ")
+	if !found {
+		return msg
+	}
+	// godotenv quotes the rest of the file from the bad statement on, so the
+	// statement's position is where that suffix starts.
+	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
+	if rest, uerr := strconv.Unquote(near); uerr == nil && bytes.HasSuffix(src, []byte(rest)) {
+		line := 1 + bytes.Count(src[:len(src)-len(rest)], []byte("\n"))
+		return fmt.Sprintf("line %d: %s", line, reason)
+	}
+	return reason
+}

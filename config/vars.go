@@ -1,0 +1,460 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// spec is one variable: its documentation, how to parse it into a Config and
+// how to print it back. parse returns "" on success, else the reason.
+type spec struct {
+	name, def, desc string
+	secret          bool // whole value is masked
+	url             bool // password in the URL is masked
+	parse           func(c *Config, v string) string
+	format          func(c Config) string
+}
+
+// specs lists every variable in documentation and validation order. A
+// variable whose check depends on another comes after it.
+func specs() []spec {
+	return []spec{
+		{
+			name: "PORT", def: "8080",
+			desc:   "HTTP listen port; 0 picks a free port",
+			parse:  intVar(func(c *Config) *int { return &c.Port }, 0, 65535, "must be a port number 0-65535"),
+			format: func(c Config) string { return strconv.Itoa(c.Port) },
+		},
+		{
+			name: "REDIS_URL", def: "", url: true,
+			desc: "redis://[user:password@]host:port[/db] or rediss:// for TLS; unset runs a single node without Redis",
+			parse: func(c *Config, v string) string {
+				if reason := checkRedisURL(v); reason != "" {
+					return reason
+				}
+				c.RedisURL = v
+				return ""
+			},
+			format: func(c Config) string { return c.RedisURL },
+		},
+		{
+			name: "MONGODB_URI", def: "", url: true,
+			desc: "mongodb:// or mongodb+srv:// URI of the data store; unset uses SQLite in DATA_DIR",
+			parse: func(c *Config, v string) string {
+				if reason := checkMongoURI(v); reason != "" {
+					return reason
+				}
+				c.MongoURI = v
+				return ""
+			},
+			format: func(c Config) string { return c.MongoURI },
+		},
+		{
+			name: "MONGODB_DB", def: "",
+			desc: `MongoDB database; unset uses the database in MONGODB_URI, else "presenced"`,
+			parse: func(c *Config, v string) string {
+				if len(v) > 63 || strings.ContainsAny(v, "/\\. \"$\x00") {
+					return `must be a MongoDB database name: at most 63 bytes, none of / \ . " $ or space`
+				}
+				c.MongoDB = v
+				return ""
+			},
+			format: func(c Config) string { return c.MongoDB },
+		},
+		{
+			name: "USERS_COLLECTION", def: "users",
+			desc: "collection (or SQLite table) of the application's users, read-only",
+			parse: func(c *Config, v string) string {
+				if strings.ContainsAny(v, "$\x00") || strings.HasPrefix(v, "system.") {
+					return `must be a collection name: no "$", not starting with "system."`
+				}
+				c.UsersCollection = v
+				return ""
+			},
+			format: func(c Config) string { return c.UsersCollection },
+		},
+		{
+			name: "MONGODB_BATCH_SIZE", def: "500",
+			desc:   "documents per MongoDB bulk write and cursor batch, 1-10000",
+			parse:  intVar(func(c *Config) *int { return &c.MongoBatchSize }, 1, 10000, "must be an integer 1-10000"),
+			format: func(c Config) string { return strconv.Itoa(c.MongoBatchSize) },
+		},
+		{
+			name: "DATA_DIR", def: "./data",
+			desc: "directory for the SQLite database and other local state",
+			parse: func(c *Config, v string) string {
+				c.DataDir = v
+				return ""
+			},
+			format: func(c Config) string { return c.DataDir },
+		},
+		{
+			name: "JWT_SECRET", def: "", secret: true,
+			desc:   "HS256 key for user tokens",
+			parse:  secretVar(func(c *Config) *string { return &c.JWTSecret }),
+			format: func(c Config) string { return c.JWTSecret },
+		},
+		{
+			name: "JWT_JWKS_URL", def: "",
+			desc: "http(s) URL of a JWKS for RS256/ES256 user tokens",
+			parse: func(c *Config, v string) string {
+				if v == "" {
+					return ""
+				}
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
+					return "must be an http:// or https:// URL with a host"
+				}
+				c.JWKSURL = v
+				return ""
+			},
+			format: func(c Config) string { return c.JWKSURL },
+		},
+		{
+			name: "ADMIN_TOKEN", def: "", secret: true,
+			desc:   "bearer token for the admin API and panel",
+			parse:  secretVar(func(c *Config) *string { return &c.AdminToken }),
+			format: func(c Config) string { return c.AdminToken },
+		},
+		{
+			name: "ONLINE_USERS_KEY", def: "online_users",
+			desc: "Redis set of online user IDs, for other services to read",
+			parse: func(c *Config, v string) string {
+				if v == "" {
+					return "must not be empty"
+				}
+				c.OnlineUsersKey = v
+				return ""
+			},
+			format: func(c Config) string { return c.OnlineUsersKey },
+		},
+		{
+			name: "REDIS_KEY_PREFIX", def: "{presence}",
+			desc: "prefix of presenced's other Redis keys; its {hash tag} keeps them in one cluster slot",
+			parse: func(c *Config, v string) string {
+				if !hasHashTag(v) {
+					return `must contain a non-empty {hash tag}, e.g. "{presence}" or "app:{presence}:"`
+				}
+				c.KeyPrefix = v
+				return ""
+			},
+			format: func(c Config) string { return c.KeyPrefix },
+		},
+		{
+			name: "PRESENCE_MODE", def: "managed",
+			desc: "managed: presenced tracks connections; external: another service writes presence to Redis",
+			parse: func(c *Config, v string) string {
+				switch v = strings.ToLower(v); v {
+				case "managed":
+				case "external":
+					if c.RedisURL == "" {
+						return "external mode requires REDIS_URL"
+					}
+				default:
+					return "must be managed or external"
+				}
+				c.PresenceMode = v
+				return ""
+			},
+			format: func(c Config) string { return c.PresenceMode },
+		},
+		{
+			name: "HEARTBEAT_INTERVAL", def: "2s",
+			desc:   "how often a node renews its liveness in Redis, at least 50ms",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, 50*time.Millisecond, 0),
+			format: func(c Config) string { return c.HeartbeatInterval.String() },
+		},
+		{
+			name: "NODE_TTL", def: "6s",
+			desc: "a node silent this long is dead and its connections are dropped; longer than HEARTBEAT_INTERVAL",
+			parse: func(c *Config, v string) string {
+				if reason := durationVar(func(c *Config) *time.Duration { return &c.NodeTTL }, 0, 0)(c, v); reason != "" {
+					return reason
+				}
+				if c.NodeTTL <= c.HeartbeatInterval {
+					return fmt.Sprintf("must be longer than HEARTBEAT_INTERVAL (%s)", c.HeartbeatInterval)
+				}
+				return ""
+			},
+			format: func(c Config) string { return c.NodeTTL.String() },
+		},
+		{
+			name: "NODE_ID", def: "",
+			desc: "this node's ID in Redis; unset generates hostname-pid-random",
+			parse: func(c *Config, v string) string {
+				if strings.IndexFunc(v, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+					return "must not contain spaces or control characters"
+				}
+				c.NodeID = v
+				return ""
+			},
+			format: func(c Config) string { return c.NodeID },
+		},
+		{
+			name: "PRESENCE_BATCH_WINDOW", def: "10ms",
+			desc:   "presence changes are coalesced this long before one Redis call, 0-1s; 0 flushes at once",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.BatchWindow }, 0, time.Second),
+			format: func(c Config) string { return c.BatchWindow.String() },
+		},
+		{
+			name: "PRESENCE_BATCH_MAX", def: "1000",
+			desc:   "users per Redis script call, 1-100000",
+			parse:  intVar(func(c *Config) *int { return &c.BatchMax }, 1, 100000, "must be an integer 1-100000"),
+			format: func(c Config) string { return strconv.Itoa(c.BatchMax) },
+		},
+		{
+			name: "LAST_SEEN_INTERVAL", def: "30s",
+			desc:   "how often last-seen times are written to the data store, at least 1s",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.LastSeenInterval }, time.Second, 0),
+			format: func(c Config) string { return c.LastSeenInterval.String() },
+		},
+		{
+			name: "STATS_REFRESH_INTERVAL", def: "10s",
+			desc:   "how often cached data-store totals are refreshed, at least 10ms",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.StatsRefresh }, 10*time.Millisecond, 0),
+			format: func(c Config) string { return c.StatsRefresh.String() },
+		},
+		{
+			name: "ALLOW_ANONYMOUS", def: "false",
+			desc: "accept WebSocket connections without a token: true/false, 1/0, yes/no",
+			parse: func(c *Config, v string) string {
+				switch strings.ToLower(v) {
+				case "true", "1", "yes":
+					c.AllowAnonymous = true
+				case "false", "0", "no":
+					c.AllowAnonymous = false
+				default:
+					return "must be true/false, 1/0 or yes/no"
+				}
+				return ""
+			},
+			format: func(c Config) string { return strconv.FormatBool(c.AllowAnonymous) },
+		},
+		{
+			name: "MAX_CONNS_PER_IP", def: "0",
+			desc:   "open WebSocket connections allowed per client IP; 0 means no limit",
+			parse:  intVar(func(c *Config) *int { return &c.MaxConnsPerIP }, 0, 1<<31-1, "must be a non-negative integer (0 = no limit)"),
+			format: func(c Config) string { return strconv.Itoa(c.MaxConnsPerIP) },
+		},
+		{
+			name: "WS_PING_INTERVAL", def: "25s",
+			desc:   "how often the server pings each WebSocket, at least 10ms",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.PingInterval }, 10*time.Millisecond, 0),
+			format: func(c Config) string { return c.PingInterval.String() },
+		},
+		{
+			name: "WS_IDLE_TIMEOUT", def: "60s",
+			desc: "a WebSocket silent this long is closed; longer than WS_PING_INTERVAL",
+			parse: func(c *Config, v string) string {
+				if reason := durationVar(func(c *Config) *time.Duration { return &c.IdleTimeout }, 0, 0)(c, v); reason != "" {
+					return reason
+				}
+				if c.IdleTimeout <= c.PingInterval {
+					return fmt.Sprintf("must be longer than WS_PING_INTERVAL (%s)", c.PingInterval)
+				}
+				return ""
+			},
+			format: func(c Config) string { return c.IdleTimeout.String() },
+		},
+		{
+			name: "WS_MAX_MESSAGE_BYTES", def: "4096",
+			desc:   "largest client message accepted, 64-16777216 bytes",
+			parse:  intVar(func(c *Config) *int { return &c.MaxMessageBytes }, 64, 16<<20, "must be an integer 64-16777216"),
+			format: func(c Config) string { return strconv.Itoa(c.MaxMessageBytes) },
+		},
+		{
+			name: "CORS_ORIGINS", def: "",
+			desc: "comma-separated browser origins allowed to call the API, e.g. https://app.example.com; * allows any",
+			parse: func(c *Config, v string) string {
+				origins, reason := parseOrigins(v)
+				if reason != "" {
+					return reason
+				}
+				c.CORSOrigins = origins
+				return ""
+			},
+			format: func(c Config) string { return strings.Join(c.CORSOrigins, ",") },
+		},
+		{
+			name: "LOG_FORMAT", def: "text",
+			desc: "text or json",
+			parse: func(c *Config, v string) string {
+				switch v = strings.ToLower(v); v {
+				case "text", "json":
+					c.LogFormat = v
+					return ""
+				}
+				return "must be text or json"
+			},
+			format: func(c Config) string { return c.LogFormat },
+		},
+		{
+			name: "LOG_LEVEL", def: "info",
+			desc: "debug, info, warn or error",
+			parse: func(c *Config, v string) string {
+				switch v = strings.ToLower(v); v {
+				case "debug", "info", "warn", "error":
+					c.LogLevel = v
+					return ""
+				}
+				return "must be debug, info, warn or error"
+			},
+			format: func(c Config) string { return c.LogLevel },
+		},
+		{
+			name: "SHUTDOWN_TIMEOUT", def: "8s",
+			desc:   "how long a graceful stop may take, 1s-60s",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, time.Second, time.Minute),
+			format: func(c Config) string { return c.ShutdownTimeout.String() },
+		},
+	}
+}
+
+// intVar parses a decimal integer in [lo, hi] into the field.
+func intVar(field func(*Config) *int, lo, hi int, reason string) func(*Config, string) string {
+	return func(c *Config, v string) string {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return reason
+		}
+		*field(c) = n
+		return ""
+	}
+}
+
+// durationVar parses a time.ParseDuration value of at least lo and, when hi
+// is not 0, at most hi.
+func durationVar(field func(*Config) *time.Duration, lo, hi time.Duration) func(*Config, string) string {
+	return func(c *Config, v string) string {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			return "must be a duration like 2s or 500ms"
+		case d < 0:
+			return "must not be negative"
+		case hi != 0 && (d < lo || d > hi):
+			return fmt.Sprintf("must be between %s and %s", lo, hi)
+		case d < lo:
+			return fmt.Sprintf("must be at least %s", lo)
+		}
+		*field(c) = d
+		return ""
+	}
+}
+
+// secretVar stores a secret verbatim but rejects surrounding whitespace, a
+// copy-and-paste slip that would otherwise make every token fail.
+func secretVar(field func(*Config) *string) func(*Config, string) string {
+	return func(c *Config, v string) string {
+		if strings.TrimSpace(v) != v {
+			return "must not start or end with whitespace"
+		}
+		*field(c) = v
+		return ""
+	}
+}
+
+// checkRedisURL validates redis://[user:password@]host[:port][/db] and
+// rediss://. Reasons never quote the URL, whose password must not leak.
+func checkRedisURL(v string) string {
+	const want = "must be a URL like redis://[user:password@]host:port[/db] or rediss://..."
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return want
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return "scheme must be redis or rediss"
+	}
+	if u.Opaque != "" || u.Hostname() == "" {
+		return "must have a host: " + strings.TrimPrefix(want, "must be ")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "port must be 1-65535"
+		}
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		if _, err := strconv.Atoi(db); err != nil || !isDigits(db) {
+			return "database (the path) must be a non-negative integer, e.g. redis://host:6379/0"
+		}
+	}
+	return ""
+}
+
+// checkMongoURI checks the scheme and that there is a host. The driver does
+// the full parse when connecting; this only catches a wrong variable early.
+func checkMongoURI(v string) string {
+	if v == "" {
+		return ""
+	}
+	scheme, rest, ok := strings.Cut(v, "://")
+	scheme = strings.ToLower(scheme)
+	if !ok || (scheme != "mongodb" && scheme != "mongodb+srv") {
+		return "scheme must be mongodb:// or mongodb+srv://"
+	}
+	authority, _, _ := strings.Cut(rest, "/")
+	authority, _, _ = strings.Cut(authority, "?")
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		authority = authority[at+1:]
+	}
+	for _, h := range strings.Split(authority, ",") {
+		if h == "" || strings.HasPrefix(h, ":") {
+			return "must have a host, e.g. mongodb://user:password@host:27017/db"
+		}
+	}
+	if scheme == "mongodb+srv" && (strings.Contains(authority, ",") || strings.Contains(authority, ":")) {
+		return "mongodb+srv:// takes one host name without a port"
+	}
+	return ""
+}
+
+// hasHashTag reports whether key has a Redis Cluster hash tag: a "{" followed
+// later by "}" with at least one byte between the first such pair.
+func hasHashTag(key string) bool {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return false
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	return end > 0
+}
+
+// parseOrigins splits a comma-separated origin list. Each entry is "*" or
+// scheme://host[:port]; scheme and host are lower-cased, as browsers send them.
+func parseOrigins(v string) ([]string, string) {
+	var origins []string
+	for _, o := range strings.Split(v, ",") {
+		o = strings.TrimSpace(o)
+		switch o {
+		case "":
+			continue
+		case "*":
+			origins = append(origins, o)
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || u.Opaque != "" || u.User != nil ||
+			u.Path != "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {
+			return nil, fmt.Sprintf("%q is not an origin: want scheme://host[:port] without a path, e.g. https://app.example.com, or *", o)
+		}
+		origins = append(origins, u.Scheme+"://"+strings.ToLower(u.Host))
+	}
+	return origins, ""
+}
+
+// isDigits reports whether s is one or more ASCII digits.
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -1,0 +1,331 @@
+// Package dashboard computes what the admin dashboard shows: the overview
+// and the server-load stats. The online count comes from the presence
+// store first (Redis in production); when that errors, does not answer
+// within a short budget, or is being rebuilt after losing data, it falls
+// back to the data store's count of recently seen users. Figures that
+// come from the data store are cached and refreshed in the background, so
+// no request waits on a slow count.
+package dashboard
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/store"
+)
+
+// RedisProbe measures the Redis server for the server-load stats.
+type RedisProbe interface {
+	Ping(ctx context.Context) (time.Duration, error)
+	UsedMemory(ctx context.Context) (int64, error)
+}
+
+// Options configures a Service. The zero value of each field means the
+// documented default.
+type Options struct {
+	// Presence reads the cluster-wide counts; required.
+	Presence presence.Reader
+	// Source names Presence in responses: "redis" or "memory".
+	Source string
+	// Store is the data store; required.
+	Store store.Store
+	// Tracker is this node's tracker: its local counts are a floor for the
+	// fallback count.
+	Tracker *presence.Tracker
+	// Redis measures Redis; nil when Redis is not configured.
+	Redis RedisProbe
+	// LocalNode describes this node; listed when Presence knows no nodes.
+	LocalNode func() presence.NodeInfo
+	// ReadBudget caps the wait for the presence store; zero means 150ms.
+	ReadBudget time.Duration
+	// StatsRefresh is how often user totals are recounted; zero means 10s.
+	StatsRefresh time.Duration
+	// LastSeenInterval is LAST_SEEN_INTERVAL: the fallback counts users
+	// seen within two of them; zero means 30s.
+	LastSeenInterval time.Duration
+	Now              func() time.Time
+	Logger           *slog.Logger
+}
+
+// Overview is GET /api/admin/dashboard/overview.
+type Overview struct {
+	OnlineUsers       int64     `json:"onlineUsers"`
+	OnlineConnections int64     `json:"onlineConnections"`
+	OnlineGuests      int64     `json:"onlineGuests"`
+	PeakOnlineToday   int64     `json:"peakOnlineToday"`
+	TotalUsers        int64     `json:"totalUsers"`
+	NewUsersToday     int64     `json:"newUsersToday"`
+	ActiveUsers24h    int64     `json:"activeUsers24h"`
+	Source            string    `json:"source"`
+	Stale             bool      `json:"stale"`
+	GeneratedAt       time.Time `json:"generatedAt"`
+}
+
+// Dependency is the status of one dependency in the server-load stats.
+type Dependency struct {
+	Status          string   `json:"status"` // "up", "down" or "not_configured"
+	Kind            string   `json:"kind,omitempty"`
+	LatencyMs       *float64 `json:"latencyMs"`
+	UsedMemoryBytes *int64   `json:"usedMemoryBytes,omitempty"`
+	Error           string   `json:"error,omitempty"`
+}
+
+// ServerLoad is GET /api/admin/dashboard/server-load.
+type ServerLoad struct {
+	OnlineUsers       int64               `json:"onlineUsers"`
+	OnlineConnections int64               `json:"onlineConnections"`
+	Source            string              `json:"source"`
+	Stale             bool                `json:"stale"`
+	Nodes             []presence.NodeInfo `json:"nodes"`
+	Redis             Dependency          `json:"redis"`
+	MongoDB           Dependency          `json:"mongodb"`
+	DataStore         Dependency          `json:"dataStore"`
+	GeneratedAt       time.Time           `json:"generatedAt"`
+}
+
+// Service answers dashboard queries. It is safe for concurrent use.
+type Service struct {
+	o   Options
+	log *slog.Logger
+
+	mu        sync.Mutex
+	lastGood  presence.Counts
+	haveGood  bool
+	stats     store.UserStats
+	statsOK   bool // the last user-stats refresh succeeded
+	haveStats bool
+	fallback  int64
+	haveFall  bool
+	refresh   chan struct{}
+	filled    chan struct{} // closed after the first refresh
+}
+
+// New returns a Service; call Run to keep its cached figures fresh.
+func New(o Options) *Service {
+	if o.ReadBudget <= 0 {
+		o.ReadBudget = 150 * time.Millisecond
+	}
+	if o.StatsRefresh <= 0 {
+		o.StatsRefresh = 10 * time.Second
+	}
+	if o.LastSeenInterval <= 0 {
+		o.LastSeenInterval = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{o: o, log: o.Logger, refresh: make(chan struct{}, 1), filled: make(chan struct{})}
+}
+
+// Run refreshes the cached data-store figures until ctx is done: user
+// totals every StatsRefresh, the fallback count every two seconds and at
+// once when the presence store fails.
+func (s *Service) Run(ctx context.Context) {
+	s.refreshAll(ctx, true)
+	close(s.filled)
+	stats := time.NewTicker(s.o.StatsRefresh)
+	defer stats.Stop()
+	fall := time.NewTicker(min(2*time.Second, s.o.StatsRefresh))
+	defer fall.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stats.C:
+			s.refreshAll(ctx, true)
+		case <-fall.C:
+			s.refreshAll(ctx, false)
+		case <-s.refresh:
+			s.refreshAll(ctx, false)
+		}
+	}
+}
+
+func (s *Service) refreshAll(ctx context.Context, withStats bool) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	now := s.o.Now()
+	if withStats {
+		st, err := s.o.Store.UserStats(ctx, now)
+		s.mu.Lock()
+		s.statsOK = err == nil
+		if err == nil {
+			s.stats, s.haveStats = st, true
+		}
+		s.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("dashboard: user stats refresh failed; serving cached values", "err", err)
+		}
+	}
+	n, err := s.o.Store.SeenSince(ctx, now.Add(-2*s.o.LastSeenInterval))
+	if err == nil {
+		s.mu.Lock()
+		s.fallback, s.haveFall = n, true
+		s.mu.Unlock()
+	}
+}
+
+// Overview returns the overview. It never fails: when the presence store
+// is unavailable it answers from the data store, and figures it could not
+// refresh are served from cache and marked stale.
+func (s *Service) Overview(ctx context.Context) Overview {
+	s.waitFilled(ctx)
+	c, source, stale := s.online(ctx)
+	s.mu.Lock()
+	st, statsStale := s.stats, !s.statsOK || !s.haveStats
+	s.mu.Unlock()
+	return Overview{
+		OnlineUsers:       c.Users,
+		OnlineConnections: c.Connections,
+		OnlineGuests:      c.Guests,
+		PeakOnlineToday:   max(c.PeakToday, c.Users),
+		TotalUsers:        st.TotalUsers,
+		NewUsersToday:     st.NewUsersToday,
+		ActiveUsers24h:    max(st.ActiveUsers24h, c.Users), // whoever is online now was active
+		Source:            source,
+		Stale:             stale || statsStale,
+		GeneratedAt:       s.o.Now().UTC(),
+	}
+}
+
+// waitFilled lets the very first requests wait (within their budget) for
+// the first cache fill instead of answering zeros.
+func (s *Service) waitFilled(ctx context.Context) {
+	t := time.NewTimer(s.o.ReadBudget)
+	defer t.Stop()
+	select {
+	case <-s.filled:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// online reads the counts from the presence store within the budget, or
+// falls back.
+func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
+	rctx, cancel := context.WithTimeout(ctx, s.o.ReadBudget)
+	c, err := s.o.Presence.Counts(rctx)
+	cancel()
+	if err == nil && !c.Partial {
+		s.mu.Lock()
+		s.lastGood, s.haveGood = c, true
+		s.mu.Unlock()
+		return c, s.o.Source, false
+	}
+	if err != nil && !errors.Is(err, presence.ErrNoData) {
+		s.log.Debug("dashboard: presence store unavailable, using fallback", "err", err)
+	}
+	select { // refresh the fallback in the background
+	case s.refresh <- struct{}{}:
+	default:
+	}
+	var localUsers, localConns, localGuests int64
+	if s.o.Tracker != nil {
+		localUsers, localConns, localGuests = s.o.Tracker.Local()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.haveFall {
+		out := presence.Counts{Users: max(s.fallback, localUsers, c.Users)}
+		if s.haveGood {
+			out.Connections, out.Guests, out.PeakToday = s.lastGood.Connections, s.lastGood.Guests, s.lastGood.PeakToday
+		}
+		out.Connections = max(out.Connections, localConns, c.Connections)
+		out.Guests = max(out.Guests, localGuests, c.Guests)
+		return out, s.o.Store.Kind(), false
+	}
+	if s.haveGood {
+		return s.lastGood, s.o.Source, true
+	}
+	return presence.Counts{Users: localUsers, Connections: localConns, Guests: localGuests}, s.o.Store.Kind(), true
+}
+
+// ServerLoad returns the server-load stats.
+func (s *Service) ServerLoad(ctx context.Context) ServerLoad {
+	var (
+		wg                 sync.WaitGroup
+		nodes              []presence.NodeInfo
+		nodesErr           error
+		redis, mongo, data Dependency
+	)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		rctx, cancel := context.WithTimeout(ctx, s.o.ReadBudget)
+		defer cancel()
+		nodes, nodesErr = s.o.Presence.Nodes(rctx)
+	}()
+	go func() {
+		defer wg.Done()
+		redis = s.probeRedis(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		data = s.probeStore(ctx)
+	}()
+	c, source, stale := s.online(ctx)
+	wg.Wait()
+	if nodesErr != nil || len(nodes) == 0 {
+		nodes = nil
+		if s.o.LocalNode != nil {
+			n := s.o.LocalNode()
+			n.Healthy = true
+			nodes = []presence.NodeInfo{n}
+		}
+	}
+	mongo = Dependency{Status: "not_configured"}
+	if data.Kind == "mongodb" {
+		mongo = data
+	}
+	return ServerLoad{
+		OnlineUsers: c.Users, OnlineConnections: c.Connections, Source: source, Stale: stale,
+		Nodes: nodes, Redis: redis, MongoDB: mongo, DataStore: data, GeneratedAt: s.o.Now().UTC(),
+	}
+}
+
+func (s *Service) probeRedis(ctx context.Context) Dependency {
+	if s.o.Redis == nil {
+		return Dependency{Status: "not_configured"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.o.ReadBudget)
+	defer cancel()
+	d, err := s.o.Redis.Ping(ctx)
+	if err != nil {
+		return Dependency{Status: "down", Error: "unreachable"}
+	}
+	dep := Dependency{Status: "up", LatencyMs: ms(d)}
+	if used, err := s.o.Redis.UsedMemory(ctx); err == nil {
+		dep.UsedMemoryBytes = &used
+	}
+	return dep
+}
+
+func (s *Service) probeStore(ctx context.Context) Dependency {
+	ctx, cancel := context.WithTimeout(ctx, s.o.ReadBudget)
+	defer cancel()
+	start := time.Now()
+	if err := s.o.Store.Ping(ctx); err != nil {
+		return Dependency{Status: "down", Kind: s.o.Store.Kind(), Error: "unreachable"}
+	}
+	return Dependency{Status: "up", Kind: s.o.Store.Kind(), LatencyMs: ms(time.Since(start))}
+}
+
+// Ready reports each configured dependency's status for /readyz; ok is
+// false when any of them is down.
+func (s *Service) Ready(ctx context.Context) (deps map[string]string, ok bool) {
+	redis, data := s.probeRedis(ctx), s.probeStore(ctx)
+	deps = map[string]string{"redis": redis.Status, data.Kind: data.Status}
+	return deps, redis.Status != "down" && data.Status != "down"
+}
+
+func ms(d time.Duration) *float64 {
+	v := float64(d.Microseconds()) / 1000
+	return &v
+}

@@ -1,0 +1,116 @@
+// Package presence is the domain of presenced: who is connected to this
+// node (Tracker) and the shared state that sums every node's connections
+// into the cluster-wide online count (Store).
+//
+// The package does no I/O of its own. presence/redisstore keeps the shared
+// state in Redis (managed mode), presence/memstore keeps it in process
+// memory (the embedded, single-node default), and both pass the contract
+// tests in presence/storetest.
+package presence
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrResync is returned by Store.Apply and Store.Heartbeat when the store
+// does not hold the node's share as the node last left it: the node was
+// reaped (it missed its lease), or the store lost data (a restart without
+// persistence, FLUSHALL, a failover to a replica that lagged). The caller
+// must rewrite its whole share with Store.Sync.
+var ErrResync = errors.New("presence: node share missing or out of date, resync needed")
+
+// ErrNoData is returned by Reader.Counts when the store holds no count at
+// all (for example a Redis that has just come back empty).
+var ErrNoData = errors.New("presence: no online count in store")
+
+// Counts is the cluster-wide presence picture.
+type Counts struct {
+	Users       int64 // unique online users (the online_users key)
+	Connections int64 // all live connections, guests included
+	Guests      int64 // anonymous connections
+	PeakToday   int64 // highest Users seen today (UTC)
+
+	// Partial is true while the store is being rebuilt after it lost
+	// data: some nodes may not have rewritten their share yet, so Users
+	// may be below the truth. Readers should prefer another source.
+	Partial bool
+}
+
+// Delta is a change of one user's connection count on one node.
+type Delta struct {
+	User string
+	N    int64
+}
+
+// Batch is a set of per-user deltas from one node, applied atomically.
+type Batch struct {
+	Node string
+	// Seq is the node's sequence number after this batch. The store must
+	// hold Seq-1 for the node, or Apply returns ErrResync.
+	Seq    uint64
+	Deltas []Delta
+	Guests int64 // change in guest connections
+}
+
+// Share is a node's whole contribution to the shared state.
+type Share struct {
+	Node   string
+	Seq    uint64
+	Users  map[string]int64 // user -> live connections on the node (> 0)
+	Guests int64
+}
+
+// NodeInfo is what a node publishes about itself with each heartbeat, for
+// the server-load stats.
+type NodeInfo struct {
+	ID            string    `json:"id"`
+	Host          string    `json:"host"`
+	PID           int       `json:"pid"`
+	Version       string    `json:"version"`
+	Connections   int64     `json:"connections"`
+	Users         int64     `json:"users"`
+	Guests        int64     `json:"guests"`
+	CPUPercent    float64   `json:"cpuPercent"`
+	MemoryBytes   uint64    `json:"memoryBytes"`
+	Goroutines    int       `json:"goroutines"`
+	StartedAt     time.Time `json:"startedAt"`
+	LastHeartbeat time.Time `json:"lastHeartbeat"`
+	// Healthy is set by the reader: the node's lease has not expired.
+	Healthy bool `json:"healthy"`
+}
+
+// Reader reads the cluster-wide presence picture.
+type Reader interface {
+	// Counts returns the cluster-wide counts, or ErrNoData.
+	Counts(ctx context.Context) (Counts, error)
+	// Nodes returns the load figures of every node whose lease is live.
+	Nodes(ctx context.Context) ([]NodeInfo, error)
+}
+
+// Store is the shared presence state of a cluster. Each node writes only
+// its own share; the store keeps the sum of all live shares exact.
+// Implementations are safe for concurrent use, but a node calls Apply,
+// Sync, Heartbeat and Leave from one goroutine so its Seq stays ordered.
+type Store interface {
+	Reader
+
+	// Apply adds the batch's deltas to the node's share and to the
+	// cluster sums, and returns the number of online users after it.
+	// It returns ErrResync, changing nothing, when the node is not
+	// registered or its stored Seq is not b.Seq-1.
+	Apply(ctx context.Context, b Batch) (online int64, err error)
+
+	// Sync replaces the node's share (removing the old one from the sums),
+	// registers the node with a fresh lease and returns the online users.
+	Sync(ctx context.Context, s Share) (online int64, err error)
+
+	// Heartbeat renews the node's lease, stores its load figures and reaps
+	// every node whose lease has expired. It returns ErrResync when the
+	// node is not registered or its stored Seq differs from seq.
+	Heartbeat(ctx context.Context, seq uint64, info NodeInfo) error
+
+	// Leave removes the node's share and lease.
+	Leave(ctx context.Context, node string) error
+}

@@ -1,0 +1,12 @@
+-- leave.lua: removes a node's share and lease (clean shutdown).
+--
+-- KEYS: as in lib.lua.
+-- ARGV[1] key prefix
+-- ARGV[2] node id
+--
+-- Returns the number of online users.
+
+local now = now_ms()
+drop_node(ARGV[1], ARGV[2])
+touch_epoch(now)
+return publish(ARGV[1], now)

@@ -1,0 +1,66 @@
+-- lib.lua: helpers prepended to every presence script (not a script itself).
+--
+-- Every writing script gets the same KEYS, so that all keys are declared
+-- and share one hash tag (Redis Cluster runs a script on one slot):
+--   KEYS[1]  <prefix>:nodes     ZSET node -> lease expiry (ms, Redis clock)
+--   KEYS[2]  <prefix>:users     HASH user -> connections on all live nodes
+--   KEYS[3]  <prefix>:conns     HASH node -> connections on the node (guests included)
+--   KEYS[4]  <prefix>:guests    HASH node -> guest connections on the node
+--   KEYS[5]  <prefix>:seq       HASH node -> sequence of the node's last applied write
+--   KEYS[6]  online_users       STRING number of online users (HLEN of KEYS[2])
+--   KEYS[7]  <prefix>:epoch     HASH created -> when this data set began (ms),
+--                               clock -> last time any node wrote (ms)
+--   KEYS[8]  <prefix>:node:<id> HASH user -> connections on this node
+--   KEYS[9]  <prefix>:nodeinfo:<id> STRING this node's load figures (JSON)
+-- ARGV[1] is always the key prefix, used to name other nodes' keys when
+-- reaping them; ARGV[2] is always this node's id.
+
+local PEAK_TTL = 172800 -- peak-of-day keys live two days
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function peak_key(prefix, now)
+  return prefix .. ':peak:' .. math.floor(now / 86400000)
+end
+
+-- touch_epoch records that a node wrote now; it returns true when the
+-- data set is new (first start, or Redis lost its data).
+local function touch_epoch(now)
+  local created = redis.call('HSETNX', KEYS[7], 'created', now) == 1
+  redis.call('HSET', KEYS[7], 'clock', now)
+  return created
+end
+
+-- drop_node subtracts a node's whole share from the cluster sums and
+-- deletes its keys.
+local function drop_node(prefix, node)
+  local nk = prefix .. ':node:' .. node
+  local share = redis.call('HGETALL', nk)
+  for i = 1, #share, 2 do
+    local left = redis.call('HINCRBY', KEYS[2], share[i], -tonumber(share[i + 1]))
+    if left <= 0 then
+      redis.call('HDEL', KEYS[2], share[i])
+    end
+  end
+  redis.call('DEL', nk, prefix .. ':nodeinfo:' .. node)
+  redis.call('ZREM', KEYS[1], node)
+  redis.call('HDEL', KEYS[3], node)
+  redis.call('HDEL', KEYS[4], node)
+  redis.call('HDEL', KEYS[5], node)
+end
+
+-- publish rewrites online_users from the users hash and keeps the day's
+-- peak; it returns the number of online users.
+local function publish(prefix, now)
+  local online = redis.call('HLEN', KEYS[2])
+  redis.call('SET', KEYS[6], online)
+  local pk = peak_key(prefix, now)
+  local peak = tonumber(redis.call('GET', pk) or '0')
+  if online > peak then
+    redis.call('SET', pk, online, 'EX', PEAK_TTL)
+  end
+  return online
+end

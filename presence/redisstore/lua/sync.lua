@@ -1,0 +1,47 @@
+-- sync.lua: replaces a node's whole share and registers it with a fresh
+-- lease. Used at start, after any failed write, and whenever apply.lua or
+-- heartbeat.lua answers RESYNC (the node was reaped or Redis lost data).
+--
+-- KEYS: as in lib.lua.
+-- ARGV[1] key prefix
+-- ARGV[2] node id
+-- ARGV[3] the node's sequence after this sync
+-- ARGV[4] lease length in ms
+-- ARGV[5] the node's guest connections
+-- ARGV[6] the node's load figures (JSON), or "" to leave them unset
+-- ARGV[7], ARGV[8], ... pairs of user id, that user's connections (> 0)
+--
+-- Returns the number of online users.
+
+local prefix, node = ARGV[1], ARGV[2]
+local ttl = tonumber(ARGV[4])
+local now = now_ms()
+touch_epoch(now)
+
+-- Take the old share out of the sums.
+local old = redis.call('HGETALL', KEYS[8])
+for i = 1, #old, 2 do
+  if redis.call('HINCRBY', KEYS[2], old[i], -tonumber(old[i + 1])) <= 0 then
+    redis.call('HDEL', KEYS[2], old[i])
+  end
+end
+redis.call('DEL', KEYS[8])
+
+local total = 0
+for i = 7, #ARGV, 2 do
+  local user, n = ARGV[i], tonumber(ARGV[i + 1])
+  if n > 0 then
+    redis.call('HSET', KEYS[8], user, n)
+    redis.call('HINCRBY', KEYS[2], user, n)
+    total = total + n
+  end
+end
+local guests = tonumber(ARGV[5])
+redis.call('ZADD', KEYS[1], now + ttl, node)
+redis.call('HSET', KEYS[3], node, total + guests)
+redis.call('HSET', KEYS[4], node, guests)
+redis.call('HSET', KEYS[5], node, ARGV[3])
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[9], ARGV[6], 'PX', ttl)
+end
+return publish(prefix, now)

@@ -1,0 +1,173 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presenced/presenced/internal/testenv"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/presence/redisstore"
+	"github.com/presenced/presenced/presence/storetest"
+)
+
+var prefixes atomic.Int64
+
+// mustOpen returns a store on srv with its own key prefix and online key,
+// so tests share one redis-server without seeing each other.
+func mustOpen(tb testing.TB, srv *testenv.Redis, ttl, window time.Duration) (*redisstore.Store, *redis.Client, string, string) {
+	tb.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	tb.Cleanup(func() { rdb.Close() })
+	id := prefixes.Add(1)
+	prefix := fmt.Sprintf("{t%d}", id)
+	online := fmt.Sprintf("{t%d}online_users", id)
+	s, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OnlineKey: online, NodeTTL: ttl, RecoveryWindow: window})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, rdb, prefix, online
+}
+
+func TestContract(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	storetest.Run(t, func(t *testing.T) presence.Store {
+		s, _, _, _ := mustOpen(t, srv, storetest.TTL, time.Millisecond)
+		return s
+	})
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// TestKeysFollowTheDesign checks the key model of DESIGN.md directly in Redis.
+func TestKeysFollowTheDesign(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	s, rdb, p, online := mustOpen(t, srv, time.Minute, time.Millisecond)
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "n1", Seq: 1, Users: map[string]int64{"alice": 2, "bob": 1}, Guests: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "n2", Seq: 1, Users: map[string]int64{"alice": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1", Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rdb.Get(ctx(t), online).Val(); got != "2" {
+		t.Errorf("GET %s = %q, want 2", online, got)
+	}
+	if got := rdb.HGetAll(ctx(t), p+":node:n1").Val(); got["alice"] != "2" || got["bob"] != "1" || len(got) != 2 {
+		t.Errorf("HGETALL %s:node:n1 = %v", p, got)
+	}
+	if got := rdb.HGetAll(ctx(t), p+":users").Val(); got["alice"] != "3" || got["bob"] != "1" || len(got) != 2 {
+		t.Errorf("HGETALL %s:users = %v", p, got)
+	}
+	if got := rdb.ZRange(ctx(t), p+":nodes", 0, -1).Val(); len(got) != 2 {
+		t.Errorf("ZRANGE %s:nodes = %v, want n1 and n2", p, got)
+	}
+	if ttl := rdb.PTTL(ctx(t), p+":nodeinfo:n1").Val(); ttl <= 0 {
+		t.Errorf("PTTL %s:nodeinfo:n1 = %v, want a lease", p, ttl)
+	}
+}
+
+// TestDataLoss shows that a FLUSHALL is noticed by the next heartbeat, that
+// Counts says so meanwhile, and that resyncing makes the count exact.
+func TestDataLoss(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	s, rdb, _, online := mustOpen(t, srv, time.Minute, 300*time.Millisecond)
+	share := presence.Share{Node: "n1", Seq: 1, Users: map[string]int64{"alice": 1, "bob": 1}}
+	if _, err := s.Sync(ctx(t), share); err != nil {
+		t.Fatal(err)
+	}
+	rdb.FlushAll(ctx(t))
+	if _, err := s.Counts(ctx(t)); !errors.Is(err, presence.ErrNoData) {
+		t.Fatalf("Counts after FLUSHALL: err = %v, want ErrNoData", err)
+	}
+	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
+		t.Fatalf("Heartbeat after FLUSHALL: err = %v, want ErrResync", err)
+	}
+	share.Seq = 2
+	if _, err := s.Sync(ctx(t), share); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Counts(ctx(t))
+	if err != nil || c.Users != 2 || !c.Partial {
+		t.Fatalf("Counts right after resync = %+v, %v; want 2 users, Partial", c, err)
+	}
+	time.Sleep(350 * time.Millisecond)
+	c, err = s.Counts(ctx(t))
+	if err != nil || c.Users != 2 || c.Partial {
+		t.Fatalf("Counts after the recovery window = %+v, %v; want 2 users, not Partial", c, err)
+	}
+	if got := rdb.Get(ctx(t), online).Val(); got != "2" {
+		t.Fatalf("GET %s = %q, want 2", online, got)
+	}
+}
+
+// TestOutageGrace shows that nodes are not reaped for leases that ran out
+// while nobody could reach Redis.
+func TestOutageGrace(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ttl := 200 * time.Millisecond
+	s, _, _, _ := mustOpen(t, srv, ttl, time.Millisecond)
+	for _, n := range []string{"a", "b"} {
+		if _, err := s.Sync(ctx(t), presence.Share{Node: n, Seq: 1, Users: map[string]int64{"u-" + n: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * ttl) // nobody writes: as if Redis were unreachable
+	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "a"}); err != nil {
+		t.Fatalf("Heartbeat(a) after the outage: %v", err)
+	}
+	if c, _ := s.Counts(ctx(t)); c.Users != 2 {
+		t.Fatalf("users after the outage = %d, want 2: b must get one lease to check in", c.Users)
+	}
+	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "b"}); err != nil {
+		t.Fatalf("Heartbeat(b) within its grace lease: %v", err)
+	}
+}
+
+// TestRedisRestart kills the real server and starts it again empty.
+func TestRedisRestart(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	s, _, _, _ := mustOpen(t, srv, time.Minute, time.Millisecond)
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "n1", Seq: 1, Users: map[string]int64{"alice": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	if _, err := s.Counts(ctx(t)); err == nil || errors.Is(err, presence.ErrNoData) {
+		t.Fatalf("Counts with Redis down: err = %v, want a connection error", err)
+	}
+	srv.Start()
+	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
+		t.Fatalf("Heartbeat after restart: err = %v, want ErrResync (scripts reload, share is gone)", err)
+	}
+}
+
+func TestExternal(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	e := redisstore.NewExternal(rdb, "ext_online")
+	if _, err := e.Counts(ctx(t)); !errors.Is(err, presence.ErrNoData) {
+		t.Fatalf("Counts of a missing key: %v, want ErrNoData", err)
+	}
+	for in, want := range map[string]int64{"50": 50, "-3": 0} {
+		rdb.Set(ctx(t), "ext_online", in, 0)
+		c, err := e.Counts(ctx(t))
+		if err != nil || c.Users != want {
+			t.Fatalf("SET %s: Counts = %+v, %v; want %d", in, c, err, want)
+		}
+	}
+	if keys := rdb.Keys(ctx(t), "*").Val(); len(keys) != 1 {
+		t.Fatalf("external reader wrote keys: %v", keys)
+	}
+}

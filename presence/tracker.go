@@ -1,0 +1,378 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// TrackerOptions configures a Tracker. The zero value of each field means
+// the documented default.
+type TrackerOptions struct {
+	Node string // this node's id; required
+	// Store mirrors this node's connections; nil means nothing is mirrored
+	// (external mode, where another program keeps the count).
+	Store Store
+	// BatchWindow is how long connects and disconnects gather before they
+	// are written as one batch; zero writes at once.
+	BatchWindow time.Duration
+	// BatchMax caps the users per store call; zero means 1000.
+	BatchMax int
+	// HeartbeatInterval is how often the lease is renewed; zero means 2s.
+	HeartbeatInterval time.Duration
+	// Info returns this node's load figures for heartbeats; nil sends the
+	// id and local counts only.
+	Info func() NodeInfo
+	// OnOnline and OnOffline are called (without locks held, from the
+	// caller of Connect or Disconnect) when a user's first connection on
+	// this node opens and when its last one closes.
+	OnOnline, OnOffline func(user string)
+	Logger              *slog.Logger
+}
+
+// Tracker holds this node's connections, which are authoritative for the
+// node, and mirrors them into a Store as batched per-user deltas. A
+// connect and a disconnect of the same user inside one batch cancel out
+// and cost nothing. When the store answers ErrResync, or a write fails,
+// the tracker rewrites its whole share with Store.Sync.
+type Tracker struct {
+	o   TrackerOptions
+	log *slog.Logger
+
+	mu      sync.Mutex
+	users   map[string]int64 // user -> live connections on this node
+	guests  int64
+	pending map[string]int64 // deltas not yet written
+	pGuests int64
+	waiters []chan struct{} // closed after the batch holding their delta is written
+	resync  bool            // the store may not hold our share: rewrite it
+	stopped bool            // Run has returned: nobody will release waiters
+
+	kick   chan struct{}
+	seq    uint64 // owned by the Run goroutine
+	online atomic.Int64
+	down   atomic.Bool // the last store call failed
+}
+
+// NewTracker returns a Tracker; call Run to start mirroring.
+func NewTracker(o TrackerOptions) *Tracker {
+	if o.BatchMax <= 0 {
+		o.BatchMax = 1000
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Tracker{
+		o:       o,
+		log:     o.Logger.With("node", o.Node),
+		users:   make(map[string]int64),
+		pending: make(map[string]int64),
+		resync:  true,
+		kick:    make(chan struct{}, 1),
+	}
+}
+
+// Connect records a new connection of user ("" for a guest). The returned
+// channel is closed once the connection is reflected in the store (or the
+// write failed, or there is no store), so a caller that waits on it before
+// greeting the client never greets an uncounted connection.
+func (t *Tracker) Connect(user string) <-chan struct{} {
+	done := make(chan struct{})
+	t.mu.Lock()
+	first := false
+	if user == "" {
+		t.guests++
+		t.pGuests++
+	} else {
+		t.users[user]++
+		first = t.users[user] == 1
+		t.pending[user]++
+	}
+	if t.o.Store == nil || t.stopped {
+		close(done)
+	} else {
+		t.waiters = append(t.waiters, done)
+	}
+	t.mu.Unlock()
+	t.poke()
+	if first && t.o.OnOnline != nil {
+		t.o.OnOnline(user)
+	}
+	return done
+}
+
+// Disconnect records that a connection of user ("" for a guest) closed.
+func (t *Tracker) Disconnect(user string) {
+	t.mu.Lock()
+	last := false
+	if user == "" {
+		if t.guests > 0 {
+			t.guests--
+			t.pGuests--
+		}
+	} else if n := t.users[user]; n > 0 {
+		if n == 1 {
+			delete(t.users, user)
+			last = true
+		} else {
+			t.users[user] = n - 1
+		}
+		t.pending[user]--
+	}
+	t.mu.Unlock()
+	t.poke()
+	if last && t.o.OnOffline != nil {
+		t.o.OnOffline(user)
+	}
+}
+
+func (t *Tracker) poke() {
+	if t.o.Store == nil {
+		return
+	}
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Local returns this node's own counts.
+func (t *Tracker) Local() (users, connections, guests int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, n := range t.users {
+		connections += n
+	}
+	return int64(len(t.users)), connections + t.guests, t.guests
+}
+
+// Users returns the users connected to this node.
+func (t *Tracker) Users() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.users))
+	for u := range t.users {
+		out = append(out, u)
+	}
+	return out
+}
+
+// Online returns the cluster's online users as of the last store write;
+// without a store, this node's users.
+func (t *Tracker) Online() int64 {
+	if t.o.Store == nil {
+		u, _, _ := t.Local()
+		return u
+	}
+	return t.online.Load()
+}
+
+// StoreDown reports whether the last write to the store failed.
+func (t *Tracker) StoreDown() bool { return t.down.Load() }
+
+// Run mirrors connections into the store until ctx is done: it writes
+// batches, renews the lease every heartbeat and rewrites the share when
+// needed. It does not remove the share; call Leave for that.
+func (t *Tracker) Run(ctx context.Context) {
+	if t.o.Store == nil {
+		<-ctx.Done()
+		return
+	}
+	hb := time.NewTicker(t.o.HeartbeatInterval)
+	defer hb.Stop()
+	var window *time.Timer
+	var windowC <-chan time.Time
+	t.flush(ctx)
+	t.heartbeat(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			if window != nil {
+				window.Stop()
+			}
+			t.release()
+			return
+		case <-t.kick:
+			if t.o.BatchWindow <= 0 {
+				t.flush(ctx)
+			} else if windowC == nil {
+				window = time.NewTimer(t.o.BatchWindow)
+				windowC = window.C
+			}
+		case <-windowC:
+			windowC = nil
+			t.flush(ctx)
+		case <-hb.C:
+			t.heartbeat(ctx)
+		}
+	}
+}
+
+// Leave removes this node's share from the store (clean shutdown).
+func (t *Tracker) Leave(ctx context.Context) error {
+	if t.o.Store == nil {
+		return nil
+	}
+	return t.o.Store.Leave(ctx, t.o.Node)
+}
+
+// flush writes pending deltas, or the whole share when a resync is due,
+// then releases the waiters of everything it took.
+func (t *Tracker) flush(ctx context.Context) {
+	t.mu.Lock()
+	waiters := t.waiters
+	t.waiters = nil
+	if t.resync {
+		share := t.shareLocked()
+		t.mu.Unlock()
+		t.writeShare(ctx, share)
+		closeAll(waiters)
+		return
+	}
+	deltas := make([]Delta, 0, len(t.pending))
+	for u, n := range t.pending {
+		if n != 0 {
+			deltas = append(deltas, Delta{User: u, N: n})
+		}
+	}
+	clear(t.pending)
+	guests := t.pGuests
+	t.pGuests = 0
+	t.mu.Unlock()
+
+	for len(deltas) > 0 || guests != 0 {
+		chunk := deltas[:min(len(deltas), t.o.BatchMax)]
+		deltas = deltas[len(chunk):]
+		b := Batch{Node: t.o.Node, Seq: t.seq + 1, Deltas: chunk, Guests: guests}
+		guests = 0
+		online, err := t.call(ctx, func(ctx context.Context) (int64, error) { return t.o.Store.Apply(ctx, b) })
+		if err != nil {
+			// The share in the store is unknown now: the local state
+			// (which already holds every pending delta) replaces it.
+			t.mu.Lock()
+			t.resync = true
+			share := t.shareLocked()
+			t.mu.Unlock()
+			t.writeShare(ctx, share)
+			break
+		}
+		t.seq = b.Seq
+		t.online.Store(online)
+	}
+	closeAll(waiters)
+}
+
+// shareLocked snapshots the local state as a share and drops pending
+// deltas, which the snapshot already holds. t.mu must be held.
+func (t *Tracker) shareLocked() Share {
+	users := make(map[string]int64, len(t.users))
+	for u, n := range t.users {
+		users[u] = n
+	}
+	clear(t.pending)
+	t.pGuests = 0
+	return Share{Node: t.o.Node, Users: users, Guests: t.guests}
+}
+
+func (t *Tracker) writeShare(ctx context.Context, share Share) {
+	share.Seq = t.seq + 1
+	online, err := t.call(ctx, func(ctx context.Context) (int64, error) { return t.o.Store.Sync(ctx, share) })
+	if err != nil {
+		return // t.resync stays set: the next flush or heartbeat tries again
+	}
+	t.seq = share.Seq
+	t.online.Store(online)
+	t.mu.Lock()
+	t.resync = false
+	t.mu.Unlock()
+	t.log.Info("presence share written", "users", len(share.Users), "guests", share.Guests)
+}
+
+func (t *Tracker) heartbeat(ctx context.Context) {
+	t.mu.Lock()
+	resync := t.resync
+	t.mu.Unlock()
+	if resync {
+		t.flush(ctx)
+		t.mu.Lock()
+		resync = t.resync
+		t.mu.Unlock()
+		if resync {
+			return // still failing; logged by call
+		}
+	}
+	info := t.info()
+	_, err := t.call(ctx, func(ctx context.Context) (int64, error) {
+		return 0, t.o.Store.Heartbeat(ctx, t.seq, info)
+	})
+	if errors.Is(err, ErrResync) {
+		t.log.Warn("presence share missing or out of date in store, rewriting it", "err", err)
+		t.mu.Lock()
+		t.resync = true
+		t.mu.Unlock()
+		t.flush(ctx)
+		if !t.StoreDown() {
+			info = t.info()
+			_, _ = t.call(ctx, func(ctx context.Context) (int64, error) {
+				return 0, t.o.Store.Heartbeat(ctx, t.seq, info)
+			})
+		}
+	} else if err != nil {
+		t.mu.Lock()
+		t.resync = true
+		t.mu.Unlock()
+	}
+}
+
+func (t *Tracker) info() NodeInfo {
+	var info NodeInfo
+	if t.o.Info != nil {
+		info = t.o.Info()
+	}
+	info.ID = t.o.Node
+	info.Users, info.Connections, info.Guests = t.Local()
+	info.LastHeartbeat = time.Now().UTC()
+	return info
+}
+
+// call runs one store operation with a deadline of one heartbeat interval
+// and logs only changes between up and down, so an outage is one line.
+func (t *Tracker) call(ctx context.Context, op func(context.Context) (int64, error)) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.o.HeartbeatInterval)
+	defer cancel()
+	n, err := op(ctx)
+	switch {
+	case err == nil || errors.Is(err, ErrResync):
+		if t.down.Swap(false) {
+			t.log.Info("presence store reachable again")
+		}
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		// shutting down
+	default:
+		if !t.down.Swap(true) {
+			t.log.Warn("presence store unavailable; connections are kept locally and rewritten when it returns", "err", err)
+		}
+	}
+	return n, err
+}
+
+func (t *Tracker) release() {
+	t.mu.Lock()
+	waiters := t.waiters
+	t.waiters = nil
+	t.stopped = true
+	t.mu.Unlock()
+	closeAll(waiters)
+}
+
+func closeAll(chs []chan struct{}) {
+	for _, ch := range chs {
+		close(ch)
+	}
+}

@@ -1,0 +1,321 @@
+// Package mongostore implements store.Store on MongoDB: the app's users
+// collection (read only) and presenced's own collections presence_last_seen
+// and presence_history.
+//
+// It runs on MongoDB and on FerretDB v1 (the tests' server), so it keeps to
+// plain CRUD, counts and bounded bulk writes: FerretDB v1 hangs on one
+// update command of more than ~50-100 statements and has no transactions.
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+
+	"github.com/presenced/presenced/store"
+)
+
+// Collection names of presenced's own data.
+const (
+	LastSeenCollection = "presence_last_seen"
+	HistoryCollection  = "presence_history"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultDatabase        = "presenced"
+	DefaultUsersCollection = "users"
+	DefaultBatchSize       = 500
+)
+
+// connectTimeout bounds dialing and server selection, so that a down
+// MongoDB fails a request in seconds instead of hanging it.
+const connectTimeout = 3 * time.Second
+
+// Options configure Open.
+type Options struct {
+	// URI is the MongoDB connection string; required.
+	URI string
+	// Database holds all collections; empty means the database in the
+	// URI's path, else "presenced".
+	Database string
+	// UsersCollection is the app's users collection (fields _id, an
+	// ObjectId or a string, and createdAt, a date); presenced only reads
+	// it. Empty means "users".
+	UsersCollection string
+	// BatchSize bounds the statements of one bulk write; zero means 500.
+	// FerretDB v1 needs 50 or fewer.
+	BatchSize int
+	// Logger receives index-creation warnings; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is a store.Store on MongoDB. It is safe for concurrent use.
+type Store struct {
+	client   *mongo.Client
+	users    *mongo.Collection
+	lastSeen *mongo.Collection
+	history  *mongo.Collection
+	batch    int
+	log      *slog.Logger
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to o.URI, pings, and ensures the indexes of presenced's own
+// collections (never of the users collection). An unreachable server fails
+// within a few seconds with an error wrapping store.ErrUnavailable.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.URI == "" {
+		return nil, errors.New("mongostore: open: empty URI")
+	}
+	if o.BatchSize < 0 {
+		return nil, fmt.Errorf("mongostore: open: negative batch size %d", o.BatchSize)
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.UsersCollection == "" {
+		o.UsersCollection = DefaultUsersCollection
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Database == "" {
+		cs, err := connstring.Parse(o.URI)
+		if err != nil {
+			return nil, fmt.Errorf("mongostore: open: parse URI: %w", err)
+		}
+		o.Database = cs.Database
+	}
+	if o.Database == "" {
+		o.Database = DefaultDatabase
+	}
+
+	client, err := mongo.Connect(options.Client().
+		ApplyURI(o.URI).
+		SetConnectTimeout(connectTimeout).
+		SetServerSelectionTimeout(connectTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("mongostore: open: %w", wrapErr(err))
+	}
+	db := client.Database(o.Database)
+	s := &Store{
+		client:   client,
+		users:    db.Collection(o.UsersCollection),
+		lastSeen: db.Collection(LastSeenCollection),
+		history:  db.Collection(HistoryCollection),
+		batch:    o.BatchSize,
+		log:      o.Logger,
+	}
+	if err := s.Ping(ctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("mongostore: open %s: %w", o.Database, err)
+	}
+	// presence_history needs no index: its _id is the minute.
+	_, err = s.lastSeen.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "lastSeenAt", Value: 1}},
+		Options: options.Index().SetName("lastSeenAt_1"),
+	})
+	var ce mongo.CommandError
+	if errors.As(err, &ce) && (ce.Code == 85 || ce.Code == 86) {
+		// IndexOptionsConflict / IndexKeySpecsConflict: an operator made an
+		// index on lastSeenAt under another name, which serves as well.
+		s.log.Warn("mongostore: keeping an existing index on lastSeenAt", "collection", LastSeenCollection, "err", err)
+		err = nil
+	}
+	if err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("mongostore: open: create index on %s.lastSeenAt: %w", LastSeenCollection, wrapErr(err))
+	}
+	s.log.Debug("mongostore: open", "database", o.Database, "users", o.UsersCollection, "batch", o.BatchSize)
+	return s, nil
+}
+
+// Kind returns "mongodb".
+func (s *Store) Kind() string { return "mongodb" }
+
+// Ping checks that the server answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx, nil); err != nil {
+		return fmt.Errorf("mongostore: ping: %w", wrapErr(err))
+	}
+	return nil
+}
+
+// UserStats counts the users collection, today's new users and the users
+// seen within 24 h before now.
+func (s *Store) UserStats(ctx context.Context, now time.Time) (store.UserStats, error) {
+	var st store.UserStats
+	var err error
+	// A plain count of everything: FerretDB v1 answers count() with an empty
+	// filter without decoding each document.
+	if st.TotalUsers, err = s.users.CountDocuments(ctx, bson.D{}); err != nil {
+		return store.UserStats{}, fmt.Errorf("mongostore: user stats: count users: %w", wrapErr(err))
+	}
+	today := bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gte", Value: store.StartOfDayUTC(now)}}}}
+	if st.NewUsersToday, err = s.users.CountDocuments(ctx, today); err != nil {
+		return store.UserStats{}, fmt.Errorf("mongostore: user stats: count new users: %w", wrapErr(err))
+	}
+	if st.ActiveUsers24h, err = s.SeenSince(ctx, now.Add(-24*time.Hour)); err != nil {
+		return store.UserStats{}, err
+	}
+	return st, nil
+}
+
+// SeenSince counts users whose last-seen time is at or after since.
+func (s *Store) SeenSince(ctx context.Context, since time.Time) (int64, error) {
+	n, err := s.lastSeen.CountDocuments(ctx, bson.D{{Key: "lastSeenAt", Value: bson.D{{Key: "$gte", Value: since}}}})
+	if err != nil {
+		return 0, fmt.Errorf("mongostore: seen since: %w", wrapErr(err))
+	}
+	return n, nil
+}
+
+// TouchLastSeen upserts {_id: userID, lastSeenAt} with the $max update
+// operator, which keeps a stored time from moving backwards, in unordered
+// bulk writes of at most BatchSize statements. Entries for the same user
+// are merged first, so one bulk never upserts an _id twice.
+func (s *Store) TouchLastSeen(ctx context.Context, seen []store.LastSeen) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	latest := make(map[string]time.Time, len(seen))
+	order := make([]string, 0, len(seen))
+	for _, ls := range seen {
+		t, ok := latest[ls.UserID]
+		if !ok {
+			order = append(order, ls.UserID)
+		}
+		if !ok || ls.At.After(t) {
+			latest[ls.UserID] = ls.At
+		}
+	}
+	for chunk := range slices.Chunk(order, s.batch) {
+		models := make([]mongo.WriteModel, len(chunk))
+		for i, id := range chunk {
+			models[i] = mongo.NewUpdateOneModel().
+				SetFilter(bson.D{{Key: "_id", Value: id}}).
+				SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "lastSeenAt", Value: latest[id]}}}}).
+				SetUpsert(true)
+		}
+		if _, err := s.lastSeen.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+			return fmt.Errorf("mongostore: touch last seen (%d): %w", len(order), wrapErr(err))
+		}
+	}
+	return nil
+}
+
+// historyDoc is one document of presence_history.
+type historyDoc struct {
+	ID                time.Time `bson:"_id"` // the minute
+	T                 time.Time `bson:"t"`   // the same minute, for readers who query by a named field
+	OnlineUsers       int64     `bson:"onlineUsers"`
+	OnlineConnections int64     `bson:"onlineConnections"`
+}
+
+// AddHistory replaces the document of p's minute (upsert), so a second
+// write for the same minute is harmless.
+func (s *Store) AddHistory(ctx context.Context, p store.HistoryPoint) error {
+	m := store.Minute(p.T)
+	doc := historyDoc{ID: m, T: m, OnlineUsers: p.OnlineUsers, OnlineConnections: p.OnlineConnections}
+	_, err := s.history.ReplaceOne(ctx, bson.D{{Key: "_id", Value: m}}, doc, options.Replace().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("mongostore: add history: %w", wrapErr(err))
+	}
+	return nil
+}
+
+// History returns the points with from <= T < to, oldest first. It filters
+// on _id, the only field FerretDB v1 does not answer by a full scan.
+func (s *Store) History(ctx context.Context, from, to time.Time) ([]store.HistoryPoint, error) {
+	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: from}, {Key: "$lt", Value: to}}}}
+	cur, err := s.history.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("mongostore: history: %w", wrapErr(err))
+	}
+	var docs []historyDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("mongostore: history: %w", wrapErr(err))
+	}
+	points := make([]store.HistoryPoint, len(docs))
+	for i, d := range docs {
+		points[i] = store.HistoryPoint{T: d.ID.UTC(), OnlineUsers: d.OnlineUsers, OnlineConnections: d.OnlineConnections}
+	}
+	return points, nil
+}
+
+// InsertUsers inserts {_id, createdAt} documents in unordered batches of at
+// most BatchSize; _id is an ObjectId when the ID is 24 hex digits, else the
+// string. Duplicate _id errors are ignored: an existing user is left as it
+// is.
+func (s *Store) InsertUsers(ctx context.Context, users []store.User) error {
+	for chunk := range slices.Chunk(users, s.batch) {
+		docs := make([]any, len(chunk))
+		for i, u := range chunk {
+			docs[i] = bson.D{{Key: "_id", Value: UserID(u.ID)}, {Key: "createdAt", Value: u.CreatedAt}}
+		}
+		_, err := s.users.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		if err != nil && !onlyDuplicateKeys(err) {
+			return fmt.Errorf("mongostore: insert users (%d): %w", len(users), wrapErr(err))
+		}
+	}
+	return nil
+}
+
+// Close disconnects from the server.
+func (s *Store) Close(ctx context.Context) error {
+	if err := s.client.Disconnect(ctx); err != nil && !errors.Is(err, mongo.ErrClientDisconnected) {
+		return fmt.Errorf("mongostore: close: %w", err)
+	}
+	return nil
+}
+
+// UserID returns the _id value of the app's user id: an ObjectId when id is
+// 24 hex digits, as the app's own users are, else id itself.
+func UserID(id string) any {
+	if len(id) == 24 {
+		if oid, err := bson.ObjectIDFromHex(id); err == nil {
+			return oid
+		}
+	}
+	return id
+}
+
+// onlyDuplicateKeys reports whether err is a bulk write error whose every
+// write error is a duplicate key (code 11000).
+func onlyDuplicateKeys(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return false
+		}
+	}
+	return true
+}
+
+// wrapErr marks the errors of an unreachable server (no server selected,
+// network failure, timeout, disconnected client) with store.ErrUnavailable.
+func wrapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var sse topology.ServerSelectionError
+	if errors.As(err, &sse) || mongo.IsNetworkError(err) || mongo.IsTimeout(err) ||
+		errors.Is(err, mongo.ErrClientDisconnected) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return err
+}

@@ -1,0 +1,98 @@
+// Package store defines presenced's data store: the app's users (read
+// only), per-user last-seen times, and the per-minute history of the online
+// count. Two implementations exist: store/mongostore (production) and
+// store/sqlitestore (the embedded default). Both pass store/storetest.
+//
+// Times are stored with millisecond precision, as MongoDB dates are: a
+// time's sub-millisecond part is dropped on write.
+//
+// The package imports no driver.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrUnavailable is wrapped by implementations when the database cannot be
+// reached; callers treat it as "try again later", never as data.
+var ErrUnavailable = errors.New("store: unavailable")
+
+// User is one document (row) of the app's users collection.
+type User struct {
+	ID        string
+	CreatedAt time.Time
+}
+
+// UserStats are the totals the dashboard shows beside the online count.
+type UserStats struct {
+	TotalUsers     int64 // documents in the app's users collection
+	NewUsersToday  int64 // users whose createdAt is on or after 00:00 UTC of now's day
+	ActiveUsers24h int64 // users whose last-seen time is within 24 h before now
+}
+
+// LastSeen records that a user was connected at a moment.
+type LastSeen struct {
+	UserID string
+	At     time.Time
+}
+
+// HistoryPoint is the online count at one minute.
+type HistoryPoint struct {
+	T                 time.Time // truncated to the minute, UTC
+	OnlineUsers       int64
+	OnlineConnections int64
+}
+
+// Store is presenced's data store. All methods are safe for concurrent use.
+type Store interface {
+	// Kind names the implementation as the dashboard reports it as a
+	// source: "mongodb" or "sqlite".
+	Kind() string
+
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+
+	// UserStats counts the app's users, today's new users (createdAt at or
+	// after StartOfDayUTC(now)) and the users seen within 24 h before now
+	// (last-seen time at or after now-24h).
+	UserStats(ctx context.Context, now time.Time) (UserStats, error)
+
+	// SeenSince counts users whose last-seen time is at or after since. It
+	// is the fallback online count when Redis is unavailable.
+	SeenSince(ctx context.Context, since time.Time) (int64, error)
+
+	// TouchLastSeen upserts last-seen times; a stored time never moves
+	// backwards. Implementations split large slices into bounded batches.
+	TouchLastSeen(ctx context.Context, seen []LastSeen) error
+
+	// AddHistory stores one point at Minute(p.T); a second point for the
+	// same minute replaces the first, so writing it twice is harmless.
+	AddHistory(ctx context.Context, p HistoryPoint) error
+
+	// History returns the points with from <= T < to, oldest first, with
+	// T in UTC.
+	History(ctx context.Context, from, to time.Time) ([]HistoryPoint, error)
+
+	// InsertUsers adds users to the app's users collection; a user whose ID
+	// exists already is left as it is. Only the seed command and tests call
+	// it: presenced never writes the app's users.
+	InsertUsers(ctx context.Context, users []User) error
+
+	// Close releases the database connection.
+	Close(ctx context.Context) error
+}
+
+// StartOfDayUTC returns 00:00 UTC of t's day in UTC, where "new users
+// today" starts.
+func StartOfDayUTC(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// Minute returns t truncated to its minute, in UTC: the key of a
+// HistoryPoint.
+func Minute(t time.Time) time.Time {
+	return t.UTC().Truncate(time.Minute)
+}
