@@ -134,10 +134,12 @@ func (w *LastSeenWriter) refresh() {
 // once.
 func (w *LastSeenWriter) flush(ctx context.Context) {
 	w.mu.Lock()
-	batch, dropped := w.pending, w.dropped
-	if len(batch) > 0 {
+	var batch map[string]time.Time
+	if len(w.pending) > 0 {
+		batch = w.pending
 		w.pending = make(map[string]time.Time, len(batch))
 	}
+	dropped := w.dropped
 	w.dropped = 0
 	w.mu.Unlock()
 
@@ -166,5 +168,8 @@ func (w *LastSeenWriter) flush(ctx context.Context) {
 	dropped += w.dropped
 	w.dropped = 0
 	w.mu.Unlock()
+	if ctx.Err() != nil {
+		return // Run is stopping: its final flush retries at once
+	}
 	w.log.Warn("store: write last-seen times failed, retrying", "users", len(batch), "pending", pending, "dropped", dropped, "max_pending", w.o.MaxPending, "err", err)
 }

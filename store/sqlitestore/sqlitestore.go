@@ -248,6 +248,11 @@ func (s *Store) inTx(ctx context.Context, query string, fn func(*sql.Stmt) error
 	}
 	defer stmt.Close()
 	if err := fn(stmt); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			// database/sql rolls back a transaction whose context ends,
+			// and the next Exec then fails with "statement is closed".
+			return fmt.Errorf("%w: %w", ctxErr, err)
+		}
 		return wrapErr(err)
 	}
 	return wrapErr(tx.Commit())

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lesismal/nbio/nbhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presenced/presenced/auth"
+	"github.com/presenced/presenced/config"
+	"github.com/presenced/presenced/dashboard"
+	"github.com/presenced/presenced/gateway"
+	"github.com/presenced/presenced/httpapi"
+	"github.com/presenced/presenced/internal/procstat"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/presence/memstore"
+	"github.com/presenced/presenced/presence/redisstore"
+	"github.com/presenced/presenced/store"
+	"github.com/presenced/presenced/store/mongostore"
+	"github.com/presenced/presenced/store/sqlitestore"
+)
+
+// serve wires the configured implementations together, serves until ctx
+// is done, then shuts down in order.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error {
+	quietNBIO(log)
+	node := cfg.NodeID
+	if node == "" {
+		node = newNodeID()
+	}
+	log = log.With("node", node)
+	started := time.Now()
+
+	ds, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("data store ready", "kind", ds.Kind())
+
+	secret, err := jwtSecret(cfg)
+	if err != nil {
+		_ = ds.Close(context.Background())
+		return err
+	}
+	verifier, err := auth.NewVerifier(auth.VerifierOptions{Secret: secret, JWKSURL: cfg.JWKSURL, Logger: log})
+	if err != nil {
+		_ = ds.Close(context.Background())
+		return fmt.Errorf("auth: %w", err)
+	}
+	adminToken := cfg.AdminToken
+	if adminToken == "" && cfg.JWTSecret == "" {
+		adminToken = auth.RandomToken()
+		fmt.Fprintf(stdout, "Admin token (generated; set ADMIN_TOKEN to choose one): %s\n", adminToken)
+	}
+
+	// Presence: Redis (managed or external) or memory.
+	var (
+		rdb      *redis.Client
+		pstore   presence.Store
+		reader   presence.Reader
+		source   = "memory"
+		probe    dashboard.RedisProbe
+		redisMon *redisMonitor
+	)
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			_ = ds.Close(context.Background())
+			return &config.Error{Var: "REDIS_URL", Reason: "not a Redis URL"}
+		}
+		opts.ContextTimeoutEnabled = true
+		opts.DialTimeout = 2 * time.Second
+		opts.MaxRetries = 1
+		rdb = redis.NewClient(opts)
+		source = "redis"
+		p := redisstore.NewProbe(rdb)
+		probe = p
+		redisMon = &redisMonitor{probe: p, log: log}
+		if cfg.PresenceMode == "external" {
+			reader = redisstore.NewExternal(rdb, cfg.OnlineUsersKey)
+		} else {
+			rs, err := redisstore.New(rdb, redisstore.Options{
+				Prefix: cfg.KeyPrefix, OnlineKey: cfg.OnlineUsersKey, NodeTTL: cfg.NodeTTL,
+				RecoveryWindow: cfg.HeartbeatInterval * 3 / 2,
+			})
+			if err != nil {
+				_ = ds.Close(context.Background())
+				return err
+			}
+			pstore, reader = rs, rs
+		}
+	} else {
+		ms := memstore.New(cfg.NodeTTL, nil)
+		pstore, reader = ms, ms
+	}
+
+	var sampler procstat.Sampler
+	hostname, _ := os.Hostname()
+	localInfo := func() presence.NodeInfo {
+		cpu, rss, gor := sampler.Sample()
+		return presence.NodeInfo{
+			ID: node, Host: hostname, PID: os.Getpid(), Version: version,
+			CPUPercent: cpu, MemoryBytes: rss, Goroutines: gor,
+			StartedAt: started.UTC(), LastHeartbeat: time.Now().UTC(),
+		}
+	}
+	var lastSeen *store.LastSeenWriter
+	seen := func(user string) { lastSeen.Seen(user) }
+	tracker := presence.NewTracker(presence.TrackerOptions{
+		Node: node, Store: pstore, BatchWindow: cfg.BatchWindow, BatchMax: cfg.BatchMax,
+		HeartbeatInterval: cfg.HeartbeatInterval, Info: localInfo,
+		OnOnline: seen, OnOffline: seen, Logger: log,
+	})
+	lastSeen = store.NewLastSeenWriter(ds, store.LastSeenOptions{
+		RefreshInterval: cfg.LastSeenInterval, Online: tracker.Users, Logger: log,
+	})
+	gw := gateway.New(gateway.Options{
+		Node: node, Tracker: tracker, Verifier: verifier, AllowAnonymous: cfg.AllowAnonymous,
+		PingInterval: cfg.PingInterval, IdleTimeout: cfg.IdleTimeout, MaxMessageBytes: cfg.MaxMessageBytes,
+		MaxConnsPerIP: cfg.MaxConnsPerIP, Origins: cfg.CORSOrigins, Logger: log,
+	})
+	dash := dashboard.New(dashboard.Options{
+		Presence: reader, Source: source, Store: ds, Tracker: tracker, Redis: probe,
+		LocalNode: func() presence.NodeInfo {
+			info := localInfo()
+			info.Users, info.Connections, info.Guests = tracker.Local()
+			return info
+		},
+		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log,
+	})
+	handler := httpapi.NewServer(httpapi.Deps{
+		Logger: log, Dashboard: dash, Admin: auth.NewAdmin(adminToken, verifier),
+		WebSocket: gw, CORSOrigins: cfg.CORSOrigins,
+	})
+
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	if err != nil {
+		_ = ds.Close(context.Background())
+		return &config.Error{Var: "PORT", Value: strconv.Itoa(cfg.Port), Reason: "cannot listen: " + err.Error()}
+	}
+	engine := nbhttp.NewEngine(nbhttp.Config{
+		Network: "tcp", Addrs: []string{ln.Addr().String()},
+		Listen:                  func(string, string) (net.Listener, error) { return ln, nil },
+		Handler:                 handler,
+		MaxLoad:                 1 << 20,
+		ReleaseWebsocketPayload: true,
+		ReadBufferSize:          4096,
+		MaxHTTPBodySize:         1 << 20,
+		KeepaliveTime:           2 * time.Minute,
+	})
+	if err := engine.Start(); err != nil {
+		_ = ds.Close(context.Background())
+		return fmt.Errorf("http: start: %w", err)
+	}
+	log.Info("presenced listening", "addr", ln.Addr().String(), "mode", modeName(cfg), "data_store", ds.Kind(), "version", version)
+
+	// Background loops stop when bg is cancelled, after the connections
+	// are closed.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context){tracker.Run, gw.Run, dash.Run, verifier.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); loop(bg) }()
+	}
+	seenCtx, stopSeen := context.WithCancel(context.WithoutCancel(ctx))
+	seenDone := make(chan struct{})
+	go func() { defer close(seenDone); lastSeen.Run(seenCtx) }()
+	if redisMon != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); redisMon.run(bg) }()
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+
+	_ = ln.Close()
+	log.Info("stopped accepting connections")
+	n := gw.Shutdown()
+	log.Info("websocket connections closed with 1001", "count", n)
+	if err := engine.Shutdown(sctx); err != nil {
+		log.Warn("http drain incomplete", "err", err)
+	}
+	log.Info("http server drained")
+	stopBG()
+	wg.Wait()
+	if err := tracker.Leave(sctx); err != nil {
+		log.Warn("presence share not removed; other nodes reap it when its lease ends", "err", err)
+	} else {
+		log.Info("presence share removed")
+	}
+	stopSeen()
+	<-seenDone
+	if rdb != nil {
+		if err := rdb.Close(); err != nil {
+			log.Warn("redis close", "err", err)
+		}
+		log.Info("Redis connection closed")
+	}
+	if err := ds.Close(sctx); err != nil {
+		log.Warn("data store close", "err", err)
+	}
+	log.Info("data store closed", "kind", ds.Kind())
+	log.Info("shutdown complete")
+	return nil
+}
+
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.MongoURI == "" {
+		s, err := sqlitestore.Open(ctx, cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("data store (DATA_DIR=%s): %w", cfg.DataDir, err)
+		}
+		return s, nil
+	}
+	s, err := mongostore.Open(ctx, mongostore.Options{
+		URI: cfg.MongoURI, Database: cfg.MongoDB, UsersCollection: cfg.UsersCollection,
+		BatchSize: cfg.MongoBatchSize, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("data store (MONGODB_URI): %w", err)
+	}
+	return s, nil
+}
+
+func modeName(cfg config.Config) string {
+	switch {
+	case cfg.RedisURL == "":
+		return "embedded"
+	case cfg.PresenceMode == "external":
+		return "external"
+	}
+	return "managed"
+}
+
+func newNodeID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// redisMonitor logs the Redis connection's state: the three lines of the
+// design note when it connects, one line per failed attempt with capped
+// exponential backoff while it is down.
+type redisMonitor struct {
+	probe *redisstore.Probe
+	log   *slog.Logger
+}
+
+func (m *redisMonitor) run(ctx context.Context) {
+	const (
+		minBackoff = 100 * time.Millisecond
+		maxBackoff = 2 * time.Second
+		checkEvery = time.Second
+	)
+	for ctx.Err() == nil {
+		m.log.Info("Redis client connecting...")
+		backoff := minBackoff
+		for {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := m.probe.Ping(pctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			m.log.Warn("Redis connection failed; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, maxBackoff)
+		}
+		m.log.Info("Redis client ready")
+		m.log.Info("Redis connected successfully")
+		// Watch the connection; on loss, go back to connecting.
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(checkEvery):
+			}
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := m.probe.Ping(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					err = errors.New("no answer within 1s")
+				}
+				m.log.Warn("Redis connection lost", "err", err)
+				break
+			}
+		}
+	}
+}
