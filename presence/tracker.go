@@ -70,7 +70,7 @@ func NewTracker(o TrackerOptions) *Tracker {
 	}
 	return &Tracker{
 		o:       o,
-		log:     o.Logger.With("node", o.Node),
+		log:     o.Logger,
 		users:   make(map[string]int64),
 		pending: make(map[string]int64),
 		resync:  true,

@@ -104,14 +104,14 @@ func (w *LastSeenWriter) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			w.flush(final)
+			w.flush(final, true)
 			cancel()
 			return
 		case <-flush.C:
-			w.flush(ctx)
+			w.flush(ctx, false)
 		case <-refresh.C:
 			w.refresh()
-			w.flush(ctx)
+			w.flush(ctx, false)
 		}
 	}
 }
@@ -130,9 +130,10 @@ func (w *LastSeenWriter) refresh() {
 
 // flush writes the pending times. On failure they go back into the buffer,
 // merged with times recorded meanwhile, for the next flush: writing a time
-// twice is harmless, as stored times never move backwards. It logs at most
-// once.
-func (w *LastSeenWriter) flush(ctx context.Context) {
+// twice is harmless, as stored times never move backwards. The final flush
+// of Run has no next one: what it fails to write is lost. flush logs at
+// most once.
+func (w *LastSeenWriter) flush(ctx context.Context, final bool) {
 	w.mu.Lock()
 	var batch map[string]time.Time
 	if len(w.pending) > 0 {
@@ -160,16 +161,24 @@ func (w *LastSeenWriter) flush(ctx context.Context) {
 		return
 	}
 
+	if final {
+		w.log.Error("store: final write of last-seen times failed, times lost", "users", len(batch), "dropped", dropped, "err", err)
+		return
+	}
 	w.mu.Lock()
 	for u, t := range batch {
 		w.add(u, t)
 	}
 	pending := len(w.pending)
+	if ctx.Err() != nil {
+		// Run is stopping and its final flush retries at once: leave the
+		// logging to it.
+		w.dropped += dropped
+		w.mu.Unlock()
+		return
+	}
 	dropped += w.dropped
 	w.dropped = 0
 	w.mu.Unlock()
-	if ctx.Err() != nil {
-		return // Run is stopping: its final flush retries at once
-	}
 	w.log.Warn("store: write last-seen times failed, retrying", "users", len(batch), "pending", pending, "dropped", dropped, "max_pending", w.o.MaxPending, "err", err)
 }

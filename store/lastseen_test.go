@@ -250,3 +250,24 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestLastSeenWriterFinalFlushFails checks that times the final flush
+// cannot write are reported, not lost silently.
+func TestLastSeenWriterFinalFlushFails(t *testing.T) {
+	t.Parallel()
+	s := &outage{Store: MustOpenSQLite(t)}
+	s.down.Store(true)
+	var logs syncBuffer
+	w := store.NewLastSeenWriter(s, store.LastSeenOptions{
+		FlushInterval:   time.Hour,
+		RefreshInterval: time.Hour,
+		Now:             newClock(t0).now,
+		Logger:          slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	w.Seen("a")
+	stop := start(t, w)
+	stop()
+	if !strings.Contains(logs.String(), "times lost") || !strings.Contains(logs.String(), "users=1") {
+		t.Errorf("final failure not logged; logs:\n%s", logs.String())
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lesismal/nbio/nbhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/presenced/presenced/auth"
@@ -149,19 +148,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = ds.Close(context.Background())
 		return &config.Error{Var: "PORT", Value: strconv.Itoa(cfg.Port), Reason: "cannot listen: " + err.Error()}
 	}
-	engine := nbhttp.NewEngine(nbhttp.Config{
-		Network: "tcp", Addrs: []string{ln.Addr().String()},
-		Listen:                  func(string, string) (net.Listener, error) { return ln, nil },
-		Handler:                 handler,
-		MaxLoad:                 1 << 20,
-		ReleaseWebsocketPayload: true,
-		ReadBufferSize:          4096,
-		MaxHTTPBodySize:         1 << 20,
-		KeepaliveTime:           2 * time.Minute,
-	})
-	if err := engine.Start(); err != nil {
+	srv, err := httpapi.Listen(ln, handler)
+	if err != nil {
 		_ = ds.Close(context.Background())
-		return fmt.Errorf("http: start: %w", err)
+		return err
 	}
 	log.Info("presenced listening", "addr", ln.Addr().String(), "mode", modeName(cfg), "data_store", ds.Kind(), "version", version)
 
@@ -186,11 +176,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 
-	_ = ln.Close()
+	srv.StopAccepting()
 	log.Info("stopped accepting connections")
 	n := gw.Shutdown()
 	log.Info("websocket connections closed with 1001", "count", n)
-	if err := engine.Shutdown(sctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("http drain incomplete", "err", err)
 	}
 	log.Info("http server drained")

@@ -39,7 +39,15 @@ local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, n in ipairs(dead) do
   drop_node(prefix, n)
 end
-local online = publish(prefix, now)
+-- online_users is rewritten by every script that changes the sums; a
+-- heartbeat changes them only when it reaps (or the key is gone), and
+-- otherwise leaves the key alone.
+local online
+if #dead > 0 or redis.call('EXISTS', KEYS[6]) == 0 then
+  online = publish(prefix, now)
+else
+  online = redis.call('HLEN', KEYS[2])
+end
 
 if not registered then
   return redis.error_reply('RESYNC node not registered')

@@ -1,0 +1,14 @@
+# presenced — see README.md.
+.PHONY: run test build bench
+
+run:
+	go run ./cmd/presenced
+
+build:
+	go build -o presenced ./cmd/presenced
+
+test:
+	scripts/test.sh
+
+bench:
+	bench/run.sh

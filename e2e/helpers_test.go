@@ -1,0 +1,297 @@
+// Package e2e_test runs the real presenced binary as separate processes
+// (several nodes, kill -9, SIGTERM) against real redis-server processes,
+// and talks to it only as users do: HTTP, WebSocket, Redis keys, exit
+// codes.
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/presenced/presenced/auth"
+	"github.com/presenced/presenced/internal/testenv"
+)
+
+// binPath is the presenced binary built once for all tests.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "presenced-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "presenced")
+	build := exec.Command("go", "build", "-o", binPath, "./cmd/presenced")
+	build.Dir = ".."
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build presenced:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Secrets every test node shares.
+const (
+	testSecret = "e2e-jwt-secret-0123456789abcdef"
+	adminToken = "e2e-admin-token"
+)
+
+// syncBuffer is a bytes.Buffer safe for a process writer and a test reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Node is one presenced process.
+type Node struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	URL  string // http://127.0.0.1:port
+	Port int
+	out  *syncBuffer
+	done chan struct{}
+	err  error // from Wait, valid after done
+}
+
+// StartNode starts presenced with env on top of test defaults (a free
+// PORT, its own DATA_DIR, JWT_SECRET, ADMIN_TOKEN) and waits until
+// /healthz answers. The process is killed at cleanup if still running.
+func StartNode(t testing.TB, env map[string]string) *Node {
+	t.Helper()
+	port := testenv.FreePort(t)
+	vars := map[string]string{
+		"PORT":        fmt.Sprint(port),
+		"DATA_DIR":    t.TempDir(),
+		"JWT_SECRET":  testSecret,
+		"ADMIN_TOKEN": adminToken,
+		"LOG_LEVEL":   "info",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cmd := exec.Command(binPath)
+	cmd.Dir = t.TempDir() // no stray .env
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start presenced: %v", err)
+	}
+	n := &Node{t: t, cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", port), Port: port, out: out, done: make(chan struct{})}
+	go func() { n.err = cmd.Wait(); close(n.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-n.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-n.done
+		}
+		if t.Failed() {
+			t.Logf("log of node on port %d:\n%s", port, tail(out.String(), 60))
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(n.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return n
+			}
+		}
+		select {
+		case <-n.done:
+			t.Fatalf("presenced exited at start (%v):\n%s", n.err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("presenced did not answer /healthz within 10s:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// Log returns everything the process printed so far.
+func (n *Node) Log() string { return n.out.String() }
+
+// WaitLog waits until the log contains substr.
+func (n *Node) WaitLog(substr string, timeout time.Duration) {
+	n.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(n.Log(), substr) {
+		if time.Now().After(deadline) {
+			n.t.Fatalf("log never showed %q within %v", substr, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to end.
+func (n *Node) Kill() {
+	n.t.Helper()
+	_ = n.cmd.Process.Signal(syscall.SIGKILL)
+	<-n.done
+}
+
+// Term sends SIGTERM and returns the exit code and how long the exit took;
+// it fails the test if the process is still running after 15s.
+func (n *Node) Term() (int, time.Duration) {
+	n.t.Helper()
+	start := time.Now()
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(15 * time.Second):
+		n.t.Fatalf("presenced still running 15s after SIGTERM")
+	}
+	return n.cmd.ProcessState.ExitCode(), time.Since(start)
+}
+
+// Get fetches path with the admin token (when admin is true) and decodes
+// the JSON body into out (when out is not nil); it returns the status.
+func (n *Node) Get(path string, admin bool, out any) int {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+path, nil)
+	if admin {
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		n.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			n.t.Fatalf("GET %s: decode %q: %v", path, body, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// Overview is the part of the overview the tests read.
+type Overview struct {
+	OnlineUsers       int64  `json:"onlineUsers"`
+	OnlineConnections int64  `json:"onlineConnections"`
+	OnlineGuests      int64  `json:"onlineGuests"`
+	PeakOnlineToday   int64  `json:"peakOnlineToday"`
+	TotalUsers        int64  `json:"totalUsers"`
+	NewUsersToday     int64  `json:"newUsersToday"`
+	ActiveUsers24h    int64  `json:"activeUsers24h"`
+	Source            string `json:"source"`
+	Stale             bool   `json:"stale"`
+}
+
+// Overview fetches the overview as admin.
+func (n *Node) Overview() Overview {
+	n.t.Helper()
+	var o Overview
+	if status := n.Get("/api/admin/dashboard/overview", true, &o); status != http.StatusOK {
+		n.t.Fatalf("overview: status %d", status)
+	}
+	return o
+}
+
+// Token mints a user token signed with the test secret.
+func Token(t testing.TB, user string) string {
+	t.Helper()
+	tok, err := auth.Mint([]byte(testSecret), user, false, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Hello is the first message of every connection.
+type Hello struct {
+	Type         string  `json:"type"`
+	UserID       *string `json:"userId"`
+	Guest        bool    `json:"guest"`
+	ConnectionID string  `json:"connectionId"`
+	OnlineUsers  int64   `json:"onlineUsers"`
+}
+
+// Client is one WebSocket connection.
+type Client struct {
+	Conn  *websocket.Conn
+	Hello Hello
+}
+
+// Dial connects to node's /ws with token (none when "") in the query and
+// reads the hello.
+func Dial(t testing.TB, n *Node, token string) *Client {
+	t.Helper()
+	c, err := DialErr(n, token)
+	if err != nil {
+		t.Fatalf("dial %s: %v", n.URL, err)
+	}
+	return c
+}
+
+// DialErr is Dial that returns errors instead of failing the test, for
+// use from many goroutines.
+func DialErr(n *Node, token string) (*Client, error) {
+	u := "ws" + strings.TrimPrefix(n.URL, "http") + "/ws"
+	if token != "" {
+		u += "?token=" + token
+	}
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 512, WriteBufferSize: 512}
+	conn, resp, err := d.Dial(u, nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)
+		}
+		return nil, err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var h Hello
+	if err := conn.ReadJSON(&h); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("read hello: %w", err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return &Client{Conn: conn, Hello: h}, nil
+}
