@@ -60,6 +60,10 @@ type Share struct {
 	Seq    uint64
 	Users  map[string]int64 // user -> live connections on the node (> 0)
 	Guests int64
+	// Rejoin is set when the node has written its share before: if the
+	// store then holds no data at all, it lost data, and readers are told
+	// (Counts.Partial) until every node has had time to rewrite its share.
+	Rejoin bool
 }
 
 // NodeInfo is what a node publishes about itself with each heartbeat, for

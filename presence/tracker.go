@@ -282,6 +282,7 @@ func (t *Tracker) shareLocked() Share {
 
 func (t *Tracker) writeShare(ctx context.Context, share Share) {
 	share.Seq = t.seq + 1
+	share.Rejoin = t.seq > 0
 	online, err := t.call(ctx, func(ctx context.Context) (int64, error) { return t.o.Store.Sync(ctx, share) })
 	if err != nil {
 		return // t.resync stays set: the next flush or heartbeat tries again

@@ -254,7 +254,7 @@ func (m *redisMonitor) run(ctx context.Context) {
 	const (
 		minBackoff = 100 * time.Millisecond
 		maxBackoff = 2 * time.Second
-		checkEvery = time.Second
+		checkEvery = 250 * time.Millisecond
 	)
 	for ctx.Err() == nil {
 		m.log.Info("Redis client connecting...")

@@ -38,10 +38,10 @@ type Options struct {
 	OnlineKey string
 	// NodeTTL is the lease a heartbeat grants; zero means 6s.
 	NodeTTL time.Duration
-	// RecoveryWindow is how long after the data set began (first start,
-	// or Redis lost its data) Counts reports Partial, because nodes may
-	// not have rewritten their shares yet. Zero means 3s; set it a little
-	// above the heartbeat interval.
+	// RecoveryWindow is how long after a node finds that Redis lost its
+	// data Counts reports Partial, because other nodes may not have
+	// rewritten their shares yet. Zero means 3s; set it a little above the
+	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
 }
 
@@ -121,8 +121,12 @@ func (s *Store) Apply(ctx context.Context, b presence.Batch) (int64, error) {
 
 // Sync implements presence.Store.
 func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
-	args := make([]any, 0, 6+2*len(sh.Users))
-	args = append(args, s.prefix, sh.Node, strconv.FormatUint(sh.Seq, 10), s.ttl.Milliseconds(), sh.Guests, "")
+	lost := int64(0)
+	if sh.Rejoin {
+		lost = s.window.Milliseconds()
+	}
+	args := make([]any, 0, 7+2*len(sh.Users))
+	args = append(args, s.prefix, sh.Node, strconv.FormatUint(sh.Seq, 10), s.ttl.Milliseconds(), sh.Guests, "", lost)
 	for u, n := range sh.Users {
 		if n > 0 {
 			args = append(args, u, n)
@@ -143,7 +147,7 @@ func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInf
 		return fmt.Errorf("redisstore: heartbeat: %w", err)
 	}
 	err = s.heartbeat.Run(ctx, s.rdb, s.keys(info.ID),
-		s.prefix, info.ID, strconv.FormatUint(seq, 10), s.ttl.Milliseconds(), raw).Err()
+		s.prefix, info.ID, strconv.FormatUint(seq, 10), s.ttl.Milliseconds(), raw, s.window.Milliseconds()).Err()
 	return wrap("heartbeat", err)
 }
 
@@ -154,17 +158,17 @@ func (s *Store) Leave(ctx context.Context, node string) error {
 
 // Counts implements presence.Reader. It returns presence.ErrNoData when
 // Redis holds no online count (it came back empty and no node has
-// written yet), and marks the counts Partial during the recovery window.
+// written yet), and marks the counts Partial while nodes rewrite the
+// shares Redis lost.
 func (s *Store) Counts(ctx context.Context) (presence.Counts, error) {
 	res, err := s.counts.Run(ctx, s.rdb, s.keys(""), s.prefix).Slice()
 	if err != nil {
 		return presence.Counts{}, wrap("counts", err)
 	}
-	if len(res) != 5 {
+	if len(res) != 6 {
 		return presence.Counts{}, fmt.Errorf("redisstore: counts: unexpected reply %v", res)
 	}
-	age := toInt(res[4])
-	if res[0] == nil || age < 0 {
+	if res[0] == nil || toInt(res[4]) == 0 {
 		return presence.Counts{}, presence.ErrNoData
 	}
 	users, err := strconv.ParseInt(fmt.Sprint(res[0]), 10, 64)
@@ -176,7 +180,7 @@ func (s *Store) Counts(ctx context.Context) (presence.Counts, error) {
 		Connections: max(toInt(res[1]), 0),
 		Guests:      max(toInt(res[2]), 0),
 		PeakToday:   toInt(res[3]),
-		Partial:     time.Duration(age)*time.Millisecond < s.window,
+		Partial:     toInt(res[5]) == 1,
 	}, nil
 }
 

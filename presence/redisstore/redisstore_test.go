@@ -87,6 +87,9 @@ func TestDataLoss(t *testing.T) {
 	if _, err := s.Sync(ctx(t), share); err != nil {
 		t.Fatal(err)
 	}
+	if c, err := s.Counts(ctx(t)); err != nil || c.Partial || c.Users != 2 {
+		t.Fatalf("Counts on a fresh cluster = %+v, %v; want 2 users, not Partial", c, err)
+	}
 	rdb.FlushAll(ctx(t))
 	if _, err := s.Counts(ctx(t)); !errors.Is(err, presence.ErrNoData) {
 		t.Fatalf("Counts after FLUSHALL: err = %v, want ErrNoData", err)
@@ -94,7 +97,7 @@ func TestDataLoss(t *testing.T) {
 	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
 		t.Fatalf("Heartbeat after FLUSHALL: err = %v, want ErrResync", err)
 	}
-	share.Seq = 2
+	share.Seq, share.Rejoin = 2, true
 	if _, err := s.Sync(ctx(t), share); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +105,7 @@ func TestDataLoss(t *testing.T) {
 	if err != nil || c.Users != 2 || !c.Partial {
 		t.Fatalf("Counts right after resync = %+v, %v; want 2 users, Partial", c, err)
 	}
+	s.Heartbeat(ctx(t), 2, presence.NodeInfo{ID: "n1"}) // a second node's heartbeat would not extend the window
 	time.Sleep(350 * time.Millisecond)
 	c, err = s.Counts(ctx(t))
 	if err != nil || c.Users != 2 || c.Partial {

@@ -52,5 +52,5 @@ redis.call('HINCRBY', KEYS[4], node, guests)
 redis.call('HSET', KEYS[5], node, ARGV[4])
 
 local now = now_ms()
-touch_epoch(now)
+touch_epoch(now, 0)
 return publish(prefix, now)

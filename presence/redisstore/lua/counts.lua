@@ -4,7 +4,8 @@
 -- ARGV[1] key prefix
 --
 -- Returns {online users or false, connections, guests, peak today,
---          ms since the data set began or -1 when there is none}.
+--          1 when there is a data set (else 0),
+--          1 while it is recovering from lost data (else 0)}.
 
 local now = now_ms()
 local online = redis.call('GET', KEYS[6])
@@ -16,9 +17,12 @@ for _, v in ipairs(redis.call('HVALS', KEYS[4])) do
   guests = guests + tonumber(v)
 end
 local peak = tonumber(redis.call('GET', peak_key(ARGV[1], now)) or '0')
-local created = redis.call('HGET', KEYS[7], 'created')
-local age = -1
-if created then
-  age = now - tonumber(created)
+local epoch = redis.call('HMGET', KEYS[7], 'created', 'recovering')
+local exists, recovering = 0, 0
+if epoch[1] then
+  exists = 1
 end
-return {online, conns, guests, peak, age}
+if epoch[2] and tonumber(epoch[2]) > now then
+  recovering = 1
+end
+return {online, conns, guests, peak, exists, recovering}

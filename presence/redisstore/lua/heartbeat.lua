@@ -7,6 +7,8 @@
 -- ARGV[3] the node's current sequence (must match KEYS[5][node])
 -- ARGV[4] lease length in ms
 -- ARGV[5] the node's load figures (JSON)
+-- ARGV[6] recovery window in ms (a heartbeat comes from a node that wrote
+--         before, so an empty data set means Redis lost data)
 --
 -- Returns {online users, nodes reaped}, or the error "RESYNC ..." when the
 -- node is not registered or its sequence differs; the reaping is done
@@ -26,7 +28,7 @@ if now - clock > ttl then
     redis.call('ZADD', KEYS[1], 'GT', now + ttl, n)
   end
 end
-touch_epoch(now)
+touch_epoch(now, tonumber(ARGV[6]))
 
 local registered = redis.call('ZSCORE', KEYS[1], node)
 local current = registered and redis.call('HGET', KEYS[5], node) == ARGV[3]

@@ -8,5 +8,5 @@
 
 local now = now_ms()
 drop_node(ARGV[1], ARGV[2])
-touch_epoch(now)
+touch_epoch(now, 0)
 return publish(ARGV[1], now)

@@ -9,7 +9,9 @@
 --   KEYS[5]  <prefix>:seq       HASH node -> sequence of the node's last applied write
 --   KEYS[6]  online_users       STRING number of online users (HLEN of KEYS[2])
 --   KEYS[7]  <prefix>:epoch     HASH created -> when this data set began (ms),
---                               clock -> last time any node wrote (ms)
+--                               clock -> last time any node wrote (ms),
+--                               recovering -> until when (ms) nodes may still be
+--                               rewriting shares that Redis lost
 --   KEYS[8]  <prefix>:node:<id> HASH user -> connections on this node
 --   KEYS[9]  <prefix>:nodeinfo:<id> STRING this node's load figures (JSON)
 -- ARGV[1] is always the key prefix, used to name other nodes' keys when
@@ -26,11 +28,16 @@ local function peak_key(prefix, now)
   return prefix .. ':peak:' .. math.floor(now / 86400000)
 end
 
--- touch_epoch records that a node wrote now; it returns true when the
--- data set is new (first start, or Redis lost its data).
-local function touch_epoch(now)
+-- touch_epoch records that a node wrote now. When the data set is new and
+-- the writing node had written before (lost > 0: Redis lost its data),
+-- it marks the data set as recovering for lost ms, so readers know that
+-- other nodes may not have rewritten their shares yet.
+local function touch_epoch(now, lost)
   local created = redis.call('HSETNX', KEYS[7], 'created', now) == 1
   redis.call('HSET', KEYS[7], 'clock', now)
+  if created and lost > 0 then
+    redis.call('HSET', KEYS[7], 'recovering', now + lost)
+  end
   return created
 end
 

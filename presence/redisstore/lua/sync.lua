@@ -9,14 +9,16 @@
 -- ARGV[4] lease length in ms
 -- ARGV[5] the node's guest connections
 -- ARGV[6] the node's load figures (JSON), or "" to leave them unset
--- ARGV[7], ARGV[8], ... pairs of user id, that user's connections (> 0)
+-- ARGV[7] recovery window in ms if the node wrote before (so an empty
+--         data set means Redis lost data), else 0
+-- ARGV[8], ARGV[9], ... pairs of user id, that user's connections (> 0)
 --
 -- Returns the number of online users.
 
 local prefix, node = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[4])
 local now = now_ms()
-touch_epoch(now)
+touch_epoch(now, tonumber(ARGV[7]))
 
 -- Take the old share out of the sums.
 local old = redis.call('HGETALL', KEYS[8])
@@ -28,7 +30,7 @@ end
 redis.call('DEL', KEYS[8])
 
 local total = 0
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local user, n = ARGV[i], tonumber(ARGV[i + 1])
   if n > 0 then
     redis.call('HSET', KEYS[8], user, n)
