@@ -60,6 +60,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runToken(rest, getenv, stdout, stderr)
 	case "seed":
 		return runSeed(ctx, rest, getenv, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "presenced", version)
 		return nil
@@ -75,6 +77,7 @@ const usage = `usage:
   presenced token --user ID [--admin] [--ttl 1h]
                                          print a JWT signed with JWT_SECRET
   presenced seed --users N               add N demo users to the data store
+  presenced bench [flags]                WebSocket load generator (see bench/)
   presenced version
 Configuration is read from the environment and .env; see the README.
 `
