@@ -67,7 +67,7 @@ func specs() []spec {
 		},
 		{
 			name: "USERS_COLLECTION", def: "users",
-			desc: "collection (or SQLite table) of the application's users, read-only",
+			desc: "MongoDB collection of the app's users (_id, createdAt), only read; SQLite uses its own users table",
 			parse: func(c *Config, v string) string {
 				if strings.ContainsAny(v, "$\x00") || strings.HasPrefix(v, "system.") {
 					return `must be a collection name: no "$", not starting with "system."`
@@ -122,7 +122,7 @@ func specs() []spec {
 		},
 		{
 			name: "ONLINE_USERS_KEY", def: "online_users",
-			desc: "Redis set of online user IDs, for other services to read",
+			desc: "Redis string key holding the number of online users, kept exact by presenced (read only in external mode)",
 			parse: func(c *Config, v string) string {
 				if v == "" {
 					return "must not be empty"
@@ -146,7 +146,7 @@ func specs() []spec {
 		},
 		{
 			name: "PRESENCE_MODE", def: "managed",
-			desc: "managed: presenced tracks connections; external: another service writes presence to Redis",
+			desc: "managed: presenced keeps presence in Redis; external: another program maintains ONLINE_USERS_KEY (INCR/DECR) and presenced only reads it",
 			parse: func(c *Config, v string) string {
 				switch v = strings.ToLower(v); v {
 				case "managed":
@@ -208,7 +208,7 @@ func specs() []spec {
 		},
 		{
 			name: "LAST_SEEN_INTERVAL", def: "30s",
-			desc:   "how often last-seen times are written to the data store, at least 1s",
+			desc:   "connected users' last-seen times are rewritten this often; the fallback count is users seen within two intervals; at least 1s",
 			parse:  durationVar(func(c *Config) *time.Duration { return &c.LastSeenInterval }, time.Second, 0),
 			format: func(c Config) string { return c.LastSeenInterval.String() },
 		},

@@ -295,3 +295,119 @@ func DialErr(n *Node, token string) (*Client, error) {
 	_ = conn.SetReadDeadline(time.Time{})
 	return &Client{Conn: conn, Hello: h}, nil
 }
+
+// Proc is a presenced process started by StartProc: a Node whose stdout
+// and stderr are also kept apart.
+type Proc struct {
+	*Node
+	Stdout, Stderr *syncBuffer
+}
+
+// StartProc runs presenced with args (nil serves) in dir, with env on top of
+// the same defaults as StartNode; an empty value hides a default, so that
+// presenced treats the variable as unset (and reads it from dir/.env). It
+// does not wait for the process to serve: see WaitHealthy and Wait. The
+// process is killed at cleanup if still running.
+func StartProc(t testing.TB, dir string, args []string, env map[string]string) *Proc {
+	t.Helper()
+	port := testenv.FreePort(t)
+	vars := map[string]string{
+		"PORT":        fmt.Sprint(port),
+		"DATA_DIR":    t.TempDir(),
+		"JWT_SECRET":  testSecret,
+		"ADMIN_TOKEN": adminToken,
+		"LOG_LEVEL":   "info",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cmd := exec.Command(binPath, args...)
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &Proc{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}}
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(out, p.Stdout), io.MultiWriter(out, p.Stderr)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start presenced: %v", err)
+	}
+	p.Node = &Node{t: t, cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", port), Port: port, out: out, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("log of presenced %v on port %d:\n%s", args, port, tail(out.String(), 60))
+		}
+	})
+	return p
+}
+
+// WaitHealthy waits until /healthz answers 200; it fails the test if the
+// process exits first or does not answer within timeout.
+func (n *Node) WaitHealthy(timeout time.Duration) {
+	n.t.Helper()
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := client.Get(n.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-n.done:
+			n.t.Fatalf("presenced exited at start (%v):\n%s", n.err, n.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("presenced did not answer /healthz within %v:\n%s", timeout, n.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Wait waits for the process to exit by itself and returns its exit code;
+// it fails the test if the process is still running after timeout.
+func (n *Node) Wait(timeout time.Duration) int {
+	n.t.Helper()
+	select {
+	case <-n.done:
+	case <-time.After(timeout):
+		n.t.Fatalf("presenced still running after %v:\n%s", timeout, n.Log())
+	}
+	return n.cmd.ProcessState.ExitCode()
+}
+
+// GetToken fetches path with "Authorization: Bearer token" (none when
+// token is "") and a client timeout, and returns the status and the body.
+func (n *Node) GetToken(path, token string, timeout time.Duration) (int, []byte) {
+	n.t.Helper()
+	return n.Request(http.MethodGet, path, "Bearer "+token, timeout)
+}
+
+// Request sends method to path with the Authorization header authz (none
+// when it is "" or "Bearer ") and a client timeout, and returns the status
+// and the body; it fails the test when no answer comes within timeout.
+func (n *Node) Request(method, path, authz string, timeout time.Duration) (int, []byte) {
+	n.t.Helper()
+	req, _ := http.NewRequest(method, n.URL+path, nil)
+	if authz != "" && authz != "Bearer " {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	if err != nil {
+		n.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
