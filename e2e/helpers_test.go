@@ -349,10 +349,36 @@ func StartProc(t testing.TB, dir string, args []string, env map[string]string) *
 	return p
 }
 
+// StartServing is StartNode for a Proc in dir: it starts presenced with
+// env as StartProc does and waits until /healthz answers. FreePort's port
+// may be taken (by another test's outgoing connection, say) before
+// presenced binds it; then presenced exits saying so, and StartServing
+// retries on a new port, unless env sets PORT.
+func StartServing(t testing.TB, dir string, env map[string]string) *Proc {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		p := StartProc(t, dir, nil, env)
+		err := p.waitHealthy(10 * time.Second)
+		if err == nil {
+			return p
+		}
+		_, fixed := env["PORT"]
+		if fixed || attempt == 5 || !strings.Contains(p.Stderr.String(), "address already in use") {
+			t.Fatalf("%v:\n%s", err, p.Log())
+		}
+	}
+}
+
 // WaitHealthy waits until /healthz answers 200; it fails the test if the
 // process exits first or does not answer within timeout.
 func (n *Node) WaitHealthy(timeout time.Duration) {
 	n.t.Helper()
+	if err := n.waitHealthy(timeout); err != nil {
+		n.t.Fatalf("%v:\n%s", err, n.Log())
+	}
+}
+
+func (n *Node) waitHealthy(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second}
 	for {
@@ -360,16 +386,16 @@ func (n *Node) WaitHealthy(timeout time.Duration) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-n.done:
-			n.t.Fatalf("presenced exited at start (%v):\n%s", n.err, n.Log())
+			return fmt.Errorf("presenced exited at start (%v)", n.err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			n.t.Fatalf("presenced did not answer /healthz within %v:\n%s", timeout, n.Log())
+			return fmt.Errorf("presenced did not answer /healthz within %v", timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

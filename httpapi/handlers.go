@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/presenced/presenced/dashboard"
@@ -39,5 +41,25 @@ func handleServerLoad(svc *dashboard.Service) http.Handler {
 func handleNotFound() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		encodeError(w, http.StatusNotFound, "not found")
+	})
+}
+
+// handleHistory serves ?range=1h|24h|7d (1h when absent).
+func handleHistory(svc *dashboard.Service, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rng := r.URL.Query().Get("range")
+		if rng == "" {
+			rng = "1h"
+		}
+		h, err := svc.History(r.Context(), rng)
+		switch {
+		case errors.Is(err, dashboard.ErrBadRange):
+			encodeError(w, http.StatusBadRequest, err.Error())
+		case err != nil:
+			log.Error("history", "err", err)
+			encodeError(w, http.StatusServiceUnavailable, "history unavailable")
+		default:
+			encode(w, http.StatusOK, h)
+		}
 	})
 }

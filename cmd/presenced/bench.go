@@ -2,10 +2,326 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/presenced/presenced/auth"
 )
 
-// runBench is the load generator used by the benchmarks under bench/.
+// benchMaxConns keeps one bench process under the 20 000 open-files cap of
+// the machines the benchmarks run on, with room for the process's own files.
+const benchMaxConns = 19000
+
+// benchOptions is the command line of `presenced bench`.
+type benchOptions struct {
+	url         string
+	conns       int
+	users       int
+	offset      int
+	secret      string
+	sourceIPs   []net.IP
+	concurrency int
+	hold        time.Duration
+	timeout     time.Duration
+}
+
+// benchStats are the counters a bench run reports.
+type benchStats struct {
+	up      atomic.Int64 // connections that got their hello
+	failed  atomic.Int64 // dial or hello failures
+	dropped atomic.Int64 // connections the server closed after the hello
+	msgs    atomic.Int64 // messages read after the hello
+	pings   atomic.Int64 // server pings answered
+	closing atomic.Bool  // we are closing the connections ourselves
+
+	mu      sync.Mutex
+	latency []time.Duration // dial to hello, per successful connection
+	errs    map[string]int  // failure reasons, for the final table
+}
+
+// runBench is the load generator used by the benchmarks under bench/: it
+// opens --conns authenticated WebSocket connections to --url, waits for
+// each one's hello, prints "READY" on a line of its own once all are up,
+// holds them (reading and discarding messages, answering pings) for --hold
+// or until ctx is done, then closes them and prints a table.
+//
+// A goroutine and two 256-byte buffers per connection keep the client side
+// cheap enough for one process to hold 19 000 connections on two cores.
 func runBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return usageError{"bench: not built yet"}
+	o, err := parseBenchFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	target, err := url.Parse(o.url)
+	if err != nil || (target.Scheme != "ws" && target.Scheme != "wss") || target.Host == "" {
+		return usageError{fmt.Sprintf("bench: --url %q is not a ws:// or wss:// URL", o.url)}
+	}
+
+	// Tokens are minted up front so that minting does not slow the dials.
+	tokens := make([]string, min(o.users, o.conns))
+	now := time.Now()
+	for i := range tokens {
+		// Connection i uses user (offset+i) % users; with conns < users the
+		// tokens needed are those of users offset..offset+conns-1.
+		if tokens[i], err = auth.Mint([]byte(o.secret), userID(o, i), false, 24*time.Hour, now); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+
+	st := &benchStats{errs: make(map[string]int)}
+	var (
+		conns   = make([]*websocket.Conn, o.conns)
+		sem     = make(chan struct{}, o.concurrency)
+		dialing sync.WaitGroup // connections not yet up or failed
+		reading sync.WaitGroup // reader goroutines
+	)
+	start := time.Now()
+	for i := range o.conns {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			st.fail(errors.New("interrupted before dialing"), int64(o.conns-i))
+			break
+		}
+		dialing.Add(1)
+		reading.Add(1)
+		go func() {
+			defer reading.Done()
+			c, err := benchDial(ctx, o, target, tokens[i%len(tokens)], o.sourceIPs, i, st)
+			if err == nil {
+				conns[i] = c
+			}
+			<-sem
+			dialing.Done()
+			if err == nil {
+				benchRead(c, st)
+			}
+		}()
+	}
+	dialing.Wait()
+	elapsed := time.Since(start)
+	up, failed := st.up.Load(), st.failed.Load()
+	fmt.Fprintf(stdout, "up %d conns in %.1f s, failures %d\n", up, elapsed.Seconds(), failed)
+	fmt.Fprintln(stdout, "READY")
+
+	if ctx.Err() == nil {
+		if o.hold > 0 {
+			t := time.NewTimer(o.hold)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		} else {
+			<-ctx.Done()
+		}
+	}
+
+	// Close cleanly: a close frame then the socket, so the server sees a
+	// normal close rather than a reset.
+	st.closing.Store(true)
+	held := int64(0)
+	deadline := time.Now().Add(time.Second)
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		held++
+		_ = c.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bench done"), deadline)
+		_ = c.Close()
+	}
+	reading.Wait()
+	held -= st.dropped.Load()
+
+	printBenchTable(stdout, o, st, elapsed, held)
+	if failed*100 > int64(o.conns) {
+		return fmt.Errorf("bench: %d of %d connections failed (over 1%%)", failed, o.conns)
+	}
+	return nil
+}
+
+func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer) (benchOptions, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o benchOptions
+	fs.StringVar(&o.url, "url", "ws://127.0.0.1:8080/ws", "WebSocket URL of the gateway")
+	fs.IntVar(&o.conns, "conns", 1000, fmt.Sprintf("connections to open, at most %d", benchMaxConns))
+	fs.IntVar(&o.users, "users", 0, "distinct users u0..u{N-1}; connection i is user (offset+i) % users; 0 means one user per connection")
+	fs.IntVar(&o.offset, "offset", 0, "index of the first connection, so that several processes share one user space")
+	fs.StringVar(&o.secret, "secret", getenv("JWT_SECRET"), "HS256 secret the tokens are signed with (default $JWT_SECRET)")
+	ips := fs.String("source-ips", "", "comma-separated local addresses to dial from, round-robin (e.g. 127.0.0.2,127.0.0.3); empty lets the kernel choose")
+	fs.IntVar(&o.concurrency, "concurrency", 200, "dials in flight at once")
+	fs.DurationVar(&o.hold, "hold", 0, "how long to hold the connections once all are up; 0 holds them until SIGINT or SIGTERM")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "limit for one dial, handshake and hello")
+	if err := fs.Parse(args); err != nil {
+		return o, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return o, usageError{fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0))}
+	}
+	switch {
+	case o.conns < 1:
+		return o, usageError{"bench: --conns must be at least 1"}
+	case o.conns > benchMaxConns:
+		return o, usageError{fmt.Sprintf("bench: --conns %d is over %d: one process may hold 20 000 open files here; run several bench processes (with --offset and --source-ips) instead", o.conns, benchMaxConns)}
+	case o.users < 0 || o.offset < 0:
+		return o, usageError{"bench: --users and --offset must not be negative"}
+	case o.concurrency < 1:
+		return o, usageError{"bench: --concurrency must be at least 1"}
+	case o.hold < 0 || o.timeout <= 0:
+		return o, usageError{"bench: --hold must not be negative and --timeout must be positive"}
+	case o.secret == "":
+		return o, usageError{"bench: no secret: set JWT_SECRET or pass --secret"}
+	}
+	if o.users == 0 {
+		o.users = o.offset + o.conns
+	}
+	for s := range strings.SplitSeq(*ips, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return o, usageError{fmt.Sprintf("bench: --source-ips: %q is not an IP address", s)}
+		}
+		o.sourceIPs = append(o.sourceIPs, ip)
+	}
+	return o, nil
+}
+
+// userID is the user of connection i of this process.
+func userID(o benchOptions, i int) string {
+	return fmt.Sprintf("u%d", (o.offset+i)%o.users)
+}
+
+// benchDial opens connection i and waits for its hello. It records the
+// outcome in st.
+func benchDial(ctx context.Context, o benchOptions, target *url.URL, token string, ips []net.IP, i int, st *benchStats) (*websocket.Conn, error) {
+	nd := &net.Dialer{Timeout: o.timeout}
+	if len(ips) > 0 {
+		nd.LocalAddr = &net.TCPAddr{IP: ips[i%len(ips)]}
+	}
+	d := websocket.Dialer{
+		NetDialContext:   nd.DialContext,
+		HandshakeTimeout: o.timeout,
+		ReadBufferSize:   256,
+		WriteBufferSize:  256,
+		WriteBufferPool:  benchWritePool,
+	}
+	t0 := time.Now()
+	dctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	h := http.Header{"Authorization": {"Bearer " + token}}
+	c, resp, err := d.DialContext(dctx, target.String(), h)
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		if resp != nil {
+			err = fmt.Errorf("handshake: HTTP %d", resp.StatusCode)
+		}
+		st.fail(err, 1)
+		return nil, err
+	}
+	_ = c.SetReadDeadline(t0.Add(o.timeout))
+	if _, _, err := c.NextReader(); err != nil {
+		c.Close()
+		st.fail(fmt.Errorf("no hello: %w", err), 1)
+		return nil, err
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	st.ok(time.Since(t0))
+	return c, nil
+}
+
+// benchWritePool shares write buffers between connections: they write
+// only pongs and the final close.
+var benchWritePool = &sync.Pool{}
+
+// benchRead reads and discards messages until the connection closes;
+// gorilla answers the server's pings from inside NextReader.
+func benchRead(c *websocket.Conn, st *benchStats) {
+	c.SetPingHandler(func(data string) error {
+		st.pings.Add(1)
+		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
+	})
+	for {
+		_, r, err := c.NextReader()
+		if err != nil {
+			// A close we did not start (the server's, or a reset) is a drop.
+			if !st.closing.Load() {
+				st.dropped.Add(1)
+			}
+			return
+		}
+		st.msgs.Add(1)
+		_, _ = io.Copy(io.Discard, r)
+	}
+}
+
+func (st *benchStats) ok(d time.Duration) {
+	st.up.Add(1)
+	st.mu.Lock()
+	st.latency = append(st.latency, d)
+	st.mu.Unlock()
+}
+
+func (st *benchStats) fail(err error, n int64) {
+	st.failed.Add(n)
+	reason := err.Error()
+	// Keep reasons few: drop the addresses that make every error unique.
+	if i := strings.LastIndex(reason, ": "); i >= 0 && strings.Contains(reason[:i], "dial tcp") {
+		reason = "dial: " + reason[i+2:]
+	}
+	st.mu.Lock()
+	st.errs[reason] += int(n)
+	st.mu.Unlock()
+}
+
+func printBenchTable(w io.Writer, o benchOptions, st *benchStats, elapsed time.Duration, held int64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	slices.Sort(st.latency)
+	pct := func(p float64) string {
+		if len(st.latency) == 0 {
+			return "-"
+		}
+		return st.latency[min(len(st.latency)-1, int(p*float64(len(st.latency))))].Round(100 * time.Microsecond).String()
+	}
+	rate := 0.0
+	if elapsed > 0 {
+		rate = float64(st.up.Load()) / elapsed.Seconds()
+	}
+	fmt.Fprintf(w, "%-28s %s\n", "url", o.url)
+	fmt.Fprintf(w, "%-28s %d (users %d, offset %d)\n", "connections requested", o.conns, o.users, o.offset)
+	fmt.Fprintf(w, "%-28s %d\n", "up (hello received)", st.up.Load())
+	fmt.Fprintf(w, "%-28s %d\n", "failed", st.failed.Load())
+	fmt.Fprintf(w, "%-28s %d\n", "dropped by server", st.dropped.Load())
+	fmt.Fprintf(w, "%-28s %d\n", "held to the end", held)
+	fmt.Fprintf(w, "%-28s %.2f s (%.0f conns/s)\n", "ramp-up", elapsed.Seconds(), rate)
+	fmt.Fprintf(w, "%-28s p50 %s  p99 %s  max %s\n", "dial to hello", pct(0.50), pct(0.99), pct(1))
+	fmt.Fprintf(w, "%-28s %d messages, %d pings answered\n", "after hello", st.msgs.Load(), st.pings.Load())
+	reasons := make([]string, 0, len(st.errs))
+	for r := range st.errs {
+		reasons = append(reasons, r)
+	}
+	slices.Sort(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(w, "%-28s %d× %s\n", "failure", st.errs[r], r)
+	}
 }

@@ -138,6 +138,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		},
 		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log,
 	})
+	history := &dashboard.HistoryRecorder{Presence: reader, Store: ds, Logger: log}
+	if rs, ok := pstore.(*redisstore.Store); ok {
+		history.Claimer = rs
+	}
 	handler := httpapi.NewServer(httpapi.Deps{
 		Logger: log, Dashboard: dash, Admin: auth.NewAdmin(adminToken, verifier),
 		WebSocket: gw, CORSOrigins: cfg.CORSOrigins,
@@ -159,7 +163,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	// are closed.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){tracker.Run, gw.Run, dash.Run, verifier.Run} {
+	for _, loop := range []func(context.Context){tracker.Run, gw.Run, dash.Run, verifier.Run, history.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(bg) }()
 	}

@@ -264,3 +264,14 @@ func (e *External) Counts(ctx context.Context) (presence.Counts, error) {
 
 // Nodes implements presence.Reader: an external counter knows no nodes.
 func (e *External) Nodes(context.Context) ([]presence.NodeInfo, error) { return nil, nil }
+
+// ClaimMinute elects one node per minute for cluster-wide chores such as
+// writing the history point: the first caller for minute t wins.
+func (s *Store) ClaimMinute(ctx context.Context, t time.Time) (bool, error) {
+	key := s.prefix + ":history:" + strconv.FormatInt(t.Unix()/60, 10)
+	ok, err := s.rdb.SetNX(ctx, key, "1", 2*time.Minute).Result()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: claim minute: %w", err)
+	}
+	return ok, nil
+}

@@ -175,3 +175,19 @@ func TestExternal(t *testing.T) {
 		t.Fatalf("external reader wrote keys: %v", keys)
 	}
 }
+
+func TestClaimMinuteElectsOneNode(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	a, _, _, _ := mustOpen(t, srv, time.Minute, time.Millisecond)
+	m := time.Now().Truncate(time.Minute)
+	won, err := a.ClaimMinute(ctx(t), m)
+	if err != nil || !won {
+		t.Fatalf("first claim = %v, %v; want won", won, err)
+	}
+	if won, _ := a.ClaimMinute(ctx(t), m); won {
+		t.Fatal("second claim of the same minute won")
+	}
+	if won, _ := a.ClaimMinute(ctx(t), m.Add(time.Minute)); !won {
+		t.Fatal("claim of the next minute lost")
+	}
+}
