@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 
 // Secrets every test node shares.
 const (
-	testSecret = "e2e-jwt-secret-0123456789abcdef"
+	testSecret = "e2e-jwt-secret-0123456789abcdef-x"
 	adminToken = "e2e-admin-token"
 )
 
@@ -88,6 +88,20 @@ type Node struct {
 // /healthz answers. The process is killed at cleanup if still running.
 func StartNode(t testing.TB, env map[string]string) *Node {
 	t.Helper()
+	// A free port can be taken (by another test's client sockets) between
+	// FreePort and the node's bind: try a few ports.
+	for attempt := 1; ; attempt++ {
+		n, err := startNodeOnce(t, env)
+		if err == nil {
+			return n
+		}
+		if attempt == 5 || !strings.Contains(n.Log(), "address already in use") {
+			t.Fatalf("%v:\n%s", err, n.Log())
+		}
+	}
+}
+
+func startNodeOnce(t testing.TB, env map[string]string) (*Node, error) {
 	port := testenv.FreePort(t)
 	vars := map[string]string{
 		"PORT":        fmt.Sprint(port),
@@ -107,10 +121,10 @@ func StartNode(t testing.TB, env map[string]string) *Node {
 	}
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
+	n := &Node{t: t, cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", port), Port: port, out: out, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start presenced: %v", err)
 	}
-	n := &Node{t: t, cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", port), Port: port, out: out, done: make(chan struct{})}
 	go func() { n.err = cmd.Wait(); close(n.done) }()
 	t.Cleanup(func() {
 		select {
@@ -129,16 +143,16 @@ func StartNode(t testing.TB, env map[string]string) *Node {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return n
+				return n, nil
 			}
 		}
 		select {
 		case <-n.done:
-			t.Fatalf("presenced exited at start (%v):\n%s", n.err, out.String())
+			return n, fmt.Errorf("presenced exited at start (%v)", n.err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("presenced did not answer /healthz within 10s:\n%s", out.String())
+			return n, fmt.Errorf("presenced did not answer /healthz within 10s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -1,6 +1,10 @@
 package e2e_test
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestSmokeEmbedded(t *testing.T) {
 	n := StartNode(t, nil)
@@ -15,5 +19,15 @@ func TestSmokeEmbedded(t *testing.T) {
 	}
 	if code, _ := n.Term(); code != 0 {
 		t.Fatalf("exit code %d", code)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	n := StartNode(t, nil)
+	c := Dial(t, n, Token(t, "bob"))
+	defer c.Conn.Close()
+	status, body := n.GetToken("/metrics", "", 5*time.Second)
+	if status != 200 || !strings.Contains(string(body), "presenced_node_connections 1") || !strings.Contains(string(body), "presenced_online_users 1") {
+		t.Fatalf("/metrics = %d:\n%s", status, body)
 	}
 }

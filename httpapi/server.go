@@ -22,6 +22,8 @@ type Deps struct {
 	Admin     AdminChecker
 	// WebSocket serves GET /ws.
 	WebSocket http.Handler
+	// Metrics are the gauges served on /metrics.
+	Metrics []Gauge
 	// CORSOrigins lists origins allowed to call the admin API from a
 	// browser; empty sends no CORS headers.
 	CORSOrigins []string

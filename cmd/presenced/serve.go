@@ -144,7 +144,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	handler := httpapi.NewServer(httpapi.Deps{
 		Logger: log, Dashboard: dash, Admin: auth.NewAdmin(adminToken, verifier),
-		WebSocket: gw, CORSOrigins: cfg.CORSOrigins,
+		WebSocket: gw, CORSOrigins: cfg.CORSOrigins, Metrics: metrics(tracker, gw),
 	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
@@ -301,5 +301,31 @@ func (m *redisMonitor) run(ctx context.Context) {
 				break
 			}
 		}
+	}
+}
+
+// metrics are the presence gauges served on /metrics.
+func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
+	local := func(pick func(users, conns, guests int64) int64) func() float64 {
+		return func() float64 { return float64(pick(tr.Local())) }
+	}
+	return []httpapi.Gauge{
+		{Name: "presenced_online_users", Help: "Online users in the cluster, as of this node's last write to the presence store.",
+			Value: func() float64 { return float64(tr.Online()) }},
+		{Name: "presenced_node_users", Help: "Distinct users connected to this node.",
+			Value: local(func(u, _, _ int64) int64 { return u })},
+		{Name: "presenced_node_connections", Help: "Connections to this node, guests included.",
+			Value: local(func(_, c, _ int64) int64 { return c })},
+		{Name: "presenced_node_guests", Help: "Anonymous connections to this node.",
+			Value: local(func(_, _, g int64) int64 { return g })},
+		{Name: "presenced_websocket_open", Help: "Open WebSocket connections on this node.",
+			Value: func() float64 { return float64(gw.Count()) }},
+		{Name: "presenced_presence_store_down", Help: "1 when the last write to the presence store failed.",
+			Value: func() float64 {
+				if tr.StoreDown() {
+					return 1
+				}
+				return 0
+			}},
 	}
 }
