@@ -191,3 +191,27 @@ func TestClaimMinuteElectsOneNode(t *testing.T) {
 		t.Fatal("claim of the next minute lost")
 	}
 }
+
+// TestCountExpiresWhenEveryNodeIsGone: with no node left to reap the
+// dead, online_users expires rather than claiming their users forever.
+func TestCountExpiresWhenEveryNodeIsGone(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ttl := 100 * time.Millisecond
+	s, rdb, _, online := mustOpen(t, srv, ttl, time.Millisecond)
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "only", Seq: 1, Users: map[string]int64{"a": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "only"}); err != nil {
+		t.Fatal(err)
+	}
+	if pttl := rdb.PTTL(ctx(t), online).Val(); pttl <= 0 || pttl > 2*ttl {
+		t.Fatalf("PTTL %s = %v, want within two leases", online, pttl)
+	}
+	time.Sleep(3 * ttl)
+	if n, err := rdb.Exists(ctx(t), online).Result(); err != nil || n != 0 {
+		t.Fatalf("%s still exists after every node stopped: %d, %v", online, n, err)
+	}
+	if _, err := s.Counts(ctx(t)); !errors.Is(err, presence.ErrNoData) {
+		t.Fatalf("Counts = %v, want ErrNoData", err)
+	}
+}

@@ -50,6 +50,9 @@ if #dead > 0 or redis.call('EXISTS', KEYS[6]) == 0 then
 else
   online = redis.call('HLEN', KEYS[2])
 end
+-- If every node dies, nobody is left to reap them: the count then
+-- expires instead of claiming their users forever.
+redis.call('PEXPIRE', KEYS[6], 2 * ttl)
 
 if not registered then
   return redis.error_reply('RESYNC node not registered')

@@ -7,7 +7,8 @@
 --   KEYS[3]  <prefix>:conns     HASH node -> connections on the node (guests included)
 --   KEYS[4]  <prefix>:guests    HASH node -> guest connections on the node
 --   KEYS[5]  <prefix>:seq       HASH node -> sequence of the node's last applied write
---   KEYS[6]  online_users       STRING number of online users (HLEN of KEYS[2])
+--   KEYS[6]  online_users       STRING number of online users (HLEN of KEYS[2]);
+--                               expires 2 leases after the last heartbeat of any node
 --   KEYS[7]  <prefix>:epoch     HASH created -> when this data set began (ms),
 --                               clock -> last time any node wrote (ms),
 --                               recovering -> until when (ms) nodes may still be
@@ -60,10 +61,11 @@ local function drop_node(prefix, node)
 end
 
 -- publish rewrites online_users from the users hash and keeps the day's
--- peak; it returns the number of online users.
+-- peak; it returns the number of online users. The key keeps the expiry
+-- heartbeats give it (see heartbeat.lua).
 local function publish(prefix, now)
   local online = redis.call('HLEN', KEYS[2])
-  redis.call('SET', KEYS[6], online)
+  redis.call('SET', KEYS[6], online, 'KEEPTTL')
   local pk = peak_key(prefix, now)
   local peak = tonumber(redis.call('GET', pk) or '0')
   if online > peak then
