@@ -188,8 +188,21 @@ func (t *Tracker) Run(ctx context.Context) {
 	defer hb.Stop()
 	var window *time.Timer
 	var windowC <-chan time.Time
+	// While the store is down, the heartbeat is retried sooner than the
+	// next tick, so that a Redis that comes back gets this node's share
+	// within a fraction of a heartbeat, not a whole one: the count is
+	// exact again only a recovery window (1.5 heartbeats) after that.
+	retryEvery := min(t.o.HeartbeatInterval/4, 250*time.Millisecond)
+	var retryC <-chan time.Time
+	beat := func() {
+		t.heartbeat(ctx)
+		retryC = nil
+		if t.StoreDown() {
+			retryC = time.After(retryEvery)
+		}
+	}
 	t.flush(ctx)
-	t.heartbeat(ctx)
+	beat()
 	for {
 		select {
 		case <-ctx.Done():
@@ -209,7 +222,9 @@ func (t *Tracker) Run(ctx context.Context) {
 			windowC = nil
 			t.flush(ctx)
 		case <-hb.C:
-			t.heartbeat(ctx)
+			beat()
+		case <-retryC:
+			beat()
 		}
 	}
 }

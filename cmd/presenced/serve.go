@@ -81,6 +81,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		opts.ContextTimeoutEnabled = true
 		opts.DialTimeout = 2 * time.Second
 		opts.MaxRetries = 1
+		opts.Dialer = redisDialer(opts)
 		rdb = redis.NewClient(opts)
 		source = "redis"
 		p := redisstore.NewProbe(rdb)
