@@ -73,16 +73,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		redisMon *redisMonitor
 	)
 	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
+		rdb, err = redisstore.NewClient(cfg.RedisURL)
 		if err != nil {
 			_ = ds.Close(context.Background())
 			return &config.Error{Var: "REDIS_URL", Reason: "not a Redis URL"}
 		}
-		opts.ContextTimeoutEnabled = true
-		opts.DialTimeout = 2 * time.Second
-		opts.MaxRetries = 1
-		opts.Dialer = redisDialer(opts)
-		rdb = redis.NewClient(opts)
 		source = "redis"
 		p := redisstore.NewProbe(rdb)
 		probe = p

@@ -1,12 +1,29 @@
-package main
+package redisstore
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// NewClient returns a go-redis client for url (redis://[user:password@]host:port[/db],
+// rediss:// for TLS) set up the way presenced needs it: context deadlines
+// honoured (the dashboard gives Redis a 150 ms budget), short dials, one
+// retry, and a dialer that keeps the pool healthy across outages.
+func NewClient(url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
+	}
+	opts.ContextTimeoutEnabled = true
+	opts.DialTimeout = 2 * time.Second
+	opts.MaxRetries = 1
+	opts.Dialer = redisDialer(opts)
+	return redis.NewClient(opts), nil
+}
 
 // redisDialer is go-redis's own dialer, except that a failed dial reaches
 // go-redis as a connection that fails on first use, not as a dial error.
