@@ -154,7 +154,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &client{conn: conn, user: user, ip: ip, id: g.nextID.Add(1)}
 	c.active.Store(time.Now().Unix())
 	conn.SetSession(c)
-	g.add(c)
+	if !g.add(c) {
+		// Shutdown began during the upgrade and did not see this connection.
+		g.unreserve(ip)
+		_ = conn.WriteClose(CloseGoingAway, "server shutting down")
+		_ = conn.Close()
+		return
+	}
 
 	// Greet only once the connection is counted, so a client holding its
 	// hello is always in online_users.
@@ -266,11 +272,18 @@ func (g *Gateway) unreserve(ip string) {
 	}
 }
 
-func (g *Gateway) add(c *client) {
+// add puts c in the registry; it reports false, leaving c out, once
+// Shutdown has begun.
+func (g *Gateway) add(c *client) bool {
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		c.idx = -1
+		return false
+	}
 	c.idx = int32(len(g.clients))
 	g.clients = append(g.clients, c)
-	g.mu.Unlock()
+	return true
 }
 
 // remove takes c out of the registry; it reports false if it was not in.

@@ -1,9 +1,13 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/presenced/presenced/dashboard"
 )
@@ -60,6 +64,62 @@ func handleHistory(svc *dashboard.Service, log *slog.Logger) http.Handler {
 			encodeError(w, http.StatusServiceUnavailable, "history unavailable")
 		default:
 			encode(w, http.StatusOK, h)
+		}
+	})
+}
+
+// handleStream sends the overview as Server-Sent Events whenever it
+// changes, at most four times a second, with a comment line every 15 s to
+// keep proxies from closing an idle stream. It ends when a write fails
+// (the client left) or the request is cancelled.
+func handleStream(svc *dashboard.Service) http.Handler {
+	const (
+		every     = 250 * time.Millisecond
+		keepalive = 15 * time.Second
+	)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		flusher, ok := w.(http.Flusher)
+		if !ok {
+			encodeError(w, http.StatusInternalServerError, "streaming unsupported")
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		var last dashboard.Overview
+		lastWrite := time.Time{}
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			o := svc.Overview(r.Context())
+			stamp := o.GeneratedAt
+			o.GeneratedAt = time.Time{}
+			var err error
+			switch {
+			case o != last || lastWrite.IsZero():
+				last = o
+				o.GeneratedAt = stamp
+				var b []byte
+				b, err = json.Marshal(o)
+				if err == nil {
+					_, err = fmt.Fprintf(w, "event: overview\ndata: %s\n\n", b)
+				}
+				lastWrite = time.Now()
+			case time.Since(lastWrite) >= keepalive:
+				_, err = io.WriteString(w, ": keepalive\n\n")
+				lastWrite = time.Now()
+			}
+			if err != nil {
+				return
+			}
+			flusher.Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+			}
 		}
 	})
 }

@@ -14,6 +14,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /api/admin/dashboard/overview", admin(handleOverview(d.Dashboard)))
 	mux.Handle("GET /api/admin/dashboard/server-load", admin(handleServerLoad(d.Dashboard)))
 	mux.Handle("GET /api/admin/dashboard/history", admin(handleHistory(d.Dashboard, d.Logger)))
+	mux.Handle("GET /api/admin/dashboard/stream", admin(handleStream(d.Dashboard)))
 	mux.Handle("/api/admin/", admin(handleNotFound()))
 
 	mux.Handle("GET /ws", d.WebSocket)
