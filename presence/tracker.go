@@ -16,6 +16,9 @@ type TrackerOptions struct {
 	// Store mirrors this node's connections; nil means nothing is mirrored
 	// (external mode, where another program keeps the count).
 	Store Store
+	// Counter is read every heartbeat for Online when Store is nil (the
+	// external counter); nil means Online is this node's own users.
+	Counter Reader
 	// BatchWindow is how long connects and disconnects gather before they
 	// are written as one batch; zero writes at once.
 	BatchWindow time.Duration
@@ -166,7 +169,7 @@ func (t *Tracker) Users() []string {
 // Online returns the cluster's online users as of the last store write;
 // without a store, this node's users.
 func (t *Tracker) Online() int64 {
-	if t.o.Store == nil {
+	if t.o.Store == nil && t.o.Counter == nil {
 		u, _, _ := t.Local()
 		return u
 	}
@@ -181,7 +184,7 @@ func (t *Tracker) StoreDown() bool { return t.down.Load() }
 // needed. It does not remove the share; call Leave for that.
 func (t *Tracker) Run(ctx context.Context) {
 	if t.o.Store == nil {
-		<-ctx.Done()
+		t.pollCounter(ctx)
 		return
 	}
 	hb := time.NewTicker(t.o.HeartbeatInterval)
@@ -225,6 +228,28 @@ func (t *Tracker) Run(ctx context.Context) {
 			beat()
 		case <-retryC:
 			beat()
+		}
+	}
+}
+
+// pollCounter keeps Online up to date from the external counter until ctx
+// is done.
+func (t *Tracker) pollCounter(ctx context.Context) {
+	if t.o.Counter == nil {
+		<-ctx.Done()
+		return
+	}
+	tick := time.NewTicker(t.o.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		c, err := t.o.Counter.Counts(ctx)
+		if err == nil {
+			t.online.Store(c.Users)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }

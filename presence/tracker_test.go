@@ -135,3 +135,24 @@ func TestTrackerHooksAndLocal(t *testing.T) {
 		t.Fatalf("Online() = %d without a store, want local 0", tr.Online())
 	}
 }
+
+// TestTrackerReadsAnExternalCounter: without a store of its own (external
+// mode), Online follows the counter another program keeps.
+func TestTrackerReadsAnExternalCounter(t *testing.T) {
+	counter := memstore.New(time.Minute, nil)
+	if _, err := counter.Sync(context.Background(), presence.Share{Node: "elsewhere", Seq: 1, Users: map[string]int64{"x": 1, "y": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	tr := presence.NewTracker(presence.TrackerOptions{Node: "n1", Counter: counter, HeartbeatInterval: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tr.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for tr.Online() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Online() = %d, want the counter's 2", tr.Online())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

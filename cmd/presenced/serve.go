@@ -113,7 +113,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	var lastSeen *store.LastSeenWriter
 	seen := func(user string) { lastSeen.Seen(user) }
 	tracker := presence.NewTracker(presence.TrackerOptions{
-		Node: node, Store: pstore, BatchWindow: cfg.BatchWindow, BatchMax: cfg.BatchMax,
+		Node: node, Store: pstore, Counter: reader, BatchWindow: cfg.BatchWindow, BatchMax: cfg.BatchMax,
 		HeartbeatInterval: cfg.HeartbeatInterval, Info: localInfo,
 		OnOnline: seen, OnOffline: seen, Logger: log,
 	})
