@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +55,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cfg, err := config.Load(getenv, *envFile)
 		if err != nil {
 			return err
+		}
+		if getenv("GOGC") == "" {
+			// Idle connections make garbage (pongs, last-seen refreshes)
+			// that fills whatever headroom the GC allows, so RSS settles
+			// near the GC's heap goal: 2x the live heap by default. 1.5x
+			// keeps an idle connection under 3 KiB (BENCHMARKS.md) for a
+			// few more short GC cycles. GOGC set by the user wins.
+			debug.SetGCPercent(50)
 		}
 		return serve(ctx, cfg, newLogger(cfg, stderr), stdout)
 	case "token":
