@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -80,5 +81,33 @@ func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 			t.Fatalf("%s: not reached within %v; last seen %+v", what, timeout, last())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestMongoDBDownAtStart: a MongoDB that cannot be reached does not stop
+// presenced; the dashboard answers from Redis with user stats marked stale
+// and /readyz says the data store is down.
+func TestMongoDBDownAtStart(t *testing.T) {
+	t.Parallel()
+	redis := testenv.StartRedis(t)
+	n := StartNode(t, map[string]string{
+		"REDIS_URL":   redis.URL(),
+		"MONGODB_URI": fmt.Sprintf("mongodb://127.0.0.1:%d/app", testenv.FreePort(t)),
+	})
+	c := Dial(t, n, Token(t, "dora"))
+	defer c.Conn.Close()
+	var o Overview
+	pollUntil(t, 10*time.Second, "overview from Redis, stats stale", func() bool {
+		o = n.Overview()
+		return o.Source == "redis" && o.OnlineUsers == 1 && o.Stale
+	}, func() any { return o })
+	var ready struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	if status := n.Get("/readyz", false, &ready); status != 503 || ready.Dependencies["mongodb"] != "down" {
+		t.Fatalf("/readyz = %d %v, want 503 with mongodb down", status, ready.Dependencies)
+	}
+	if code, _ := n.Term(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 }

@@ -29,7 +29,7 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	ds, err := openStore(ctx, cfg, slog.New(slog.NewTextHandler(stderr, nil)))
+	ds, err := openStore(ctx, cfg, slog.New(slog.NewTextHandler(stderr, nil)), false)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	log = log.With("node", node)
 	started := time.Now()
 
-	ds, err := openStore(ctx, cfg, log)
+	ds, err := openStore(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	return nil
 }
 
-func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+// openStore opens the configured data store. With startDown, a MongoDB
+// that cannot be reached does not stop the server: it starts, and the
+// store is retried (writes wait in the last-seen buffer, user stats are
+// marked stale).
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, startDown bool) (store.Store, error) {
 	if cfg.MongoURI == "" {
 		s, err := sqlitestore.Open(ctx, cfg.DataDir)
 		if err != nil {
@@ -217,7 +221,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 	}
 	s, err := mongostore.Open(ctx, mongostore.Options{
 		URI: cfg.MongoURI, Database: cfg.MongoDB, UsersCollection: cfg.UsersCollection,
-		BatchSize: cfg.MongoBatchSize, Logger: log,
+		BatchSize: cfg.MongoBatchSize, Logger: log, StartUnavailable: startDown,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("data store (MONGODB_URI): %w", err)

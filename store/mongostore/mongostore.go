@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -57,6 +58,10 @@ type Options struct {
 	BatchSize int
 	// Logger receives index-creation warnings; nil means slog.Default().
 	Logger *slog.Logger
+	// StartUnavailable lets Open succeed when the server cannot be reached:
+	// calls fail with store.ErrUnavailable until it can, and the index is
+	// ensured in the background. Without it, Open fails.
+	StartUnavailable bool
 }
 
 // Store is a store.Store on MongoDB. It is safe for concurrent use.
@@ -67,6 +72,8 @@ type Store struct {
 	history  *mongo.Collection
 	batch    int
 	log      *slog.Logger
+	stop     chan struct{} // set when the index is ensured in the background
+	stopOnce sync.Once
 }
 
 var _ store.Store = (*Store)(nil)
@@ -118,11 +125,49 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		log:      o.Logger,
 	}
 	if err := s.Ping(ctx); err != nil {
+		if o.StartUnavailable && errors.Is(err, store.ErrUnavailable) {
+			s.log.Warn("mongostore: server unreachable at start; retrying in the background", "database", o.Database, "err", err)
+			s.stop = make(chan struct{})
+			go s.ensureIndexLater()
+			return s, nil
+		}
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("mongostore: open %s: %w", o.Database, err)
 	}
+	if err := s.ensureIndex(ctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	s.log.Debug("mongostore: open", "database", o.Database, "users", o.UsersCollection, "batch", o.BatchSize)
+	return s, nil
+}
+
+// ensureIndexLater retries ensureIndex with capped backoff until it works
+// or the store is closed.
+func (s *Store) ensureIndexLater() {
+	backoff := time.Second
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(backoff):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*connectTimeout)
+		err := s.ensureIndex(ctx)
+		cancel()
+		if err == nil {
+			s.log.Info("mongostore: server reachable; index ensured")
+			return
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// ensureIndex creates the index on lastSeenAt that SeenSince and the
+// active-user count use.
+func (s *Store) ensureIndex(ctx context.Context) error {
 	// presence_history needs no index: its _id is the minute.
-	_, err = s.lastSeen.Indexes().CreateOne(ctx, mongo.IndexModel{
+	_, err := s.lastSeen.Indexes().CreateOne(ctx, mongo.IndexModel{
 		Keys:    bson.D{{Key: "lastSeenAt", Value: 1}},
 		Options: options.Index().SetName("lastSeenAt_1"),
 	})
@@ -134,11 +179,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		err = nil
 	}
 	if err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("mongostore: open: create index on %s.lastSeenAt: %w", LastSeenCollection, wrapErr(err))
+		return fmt.Errorf("mongostore: open: create index on %s.lastSeenAt: %w", LastSeenCollection, wrapErr(err))
 	}
-	s.log.Debug("mongostore: open", "database", o.Database, "users", o.UsersCollection, "batch", o.BatchSize)
-	return s, nil
+	return nil
 }
 
 // Kind returns "mongodb".
@@ -274,6 +317,9 @@ func (s *Store) InsertUsers(ctx context.Context, users []store.User) error {
 
 // Close disconnects from the server.
 func (s *Store) Close(ctx context.Context) error {
+	if s.stop != nil {
+		s.stopOnce.Do(func() { close(s.stop) })
+	}
 	if err := s.client.Disconnect(ctx); err != nil && !errors.Is(err, mongo.ErrClientDisconnected) {
 		return fmt.Errorf("mongostore: close: %w", err)
 	}

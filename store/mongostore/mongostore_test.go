@@ -201,3 +201,25 @@ func TestClosedIsUnavailable(t *testing.T) {
 		t.Fatalf("SeenSince after Close = %v, want store.ErrUnavailable", err)
 	}
 }
+
+// TestStartUnavailable: with StartUnavailable, a server that is down at
+// start gives a store whose calls report it unavailable, not an error.
+func TestStartUnavailable(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	s, err := mongostore.Open(t.Context(), mongostore.Options{URI: "mongodb://" + addr + "/", StartUnavailable: true})
+	if err != nil {
+		t.Fatalf("Open with StartUnavailable: %v", err)
+	}
+	if err := s.Ping(t.Context()); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Ping = %v, want store.ErrUnavailable", err)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
