@@ -88,74 +88,7 @@ type Node struct {
 // /healthz answers. The process is killed at cleanup if still running.
 func StartNode(t testing.TB, env map[string]string) *Node {
 	t.Helper()
-	// A free port can be taken (by another test's client sockets) between
-	// FreePort and the node's bind: try a few ports.
-	for attempt := 1; ; attempt++ {
-		n, err := startNodeOnce(t, env)
-		if err == nil {
-			return n
-		}
-		if attempt == 5 || !strings.Contains(n.Log(), "address already in use") {
-			t.Fatalf("%v:\n%s", err, n.Log())
-		}
-	}
-}
-
-func startNodeOnce(t testing.TB, env map[string]string) (*Node, error) {
-	port := testenv.FreePort(t)
-	vars := map[string]string{
-		"PORT":        fmt.Sprint(port),
-		"DATA_DIR":    t.TempDir(),
-		"JWT_SECRET":  testSecret,
-		"ADMIN_TOKEN": adminToken,
-		"LOG_LEVEL":   "info",
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
-	cmd := exec.Command(binPath)
-	cmd.Dir = t.TempDir() // no stray .env
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	n := &Node{t: t, cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", port), Port: port, out: out, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start presenced: %v", err)
-	}
-	go func() { n.err = cmd.Wait(); close(n.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-n.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-n.done
-		}
-		if t.Failed() {
-			t.Logf("log of node on port %d:\n%s", port, tail(out.String(), 60))
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(n.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return n, nil
-			}
-		}
-		select {
-		case <-n.done:
-			return n, fmt.Errorf("presenced exited at start (%v)", n.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return n, fmt.Errorf("presenced did not answer /healthz within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return StartServing(t, t.TempDir(), env).Node
 }
 
 func tail(s string, lines int) string {
