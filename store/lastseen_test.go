@@ -1,16 +1,15 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/store"
 	"github.com/presenced/presenced/store/sqlitestore"
 )
@@ -234,22 +233,7 @@ func TestLastSeenWriterConcurrentSeen(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testenv.Buffer
 
 // TestLastSeenWriterFinalFlushFails checks that times the final flush
 // cannot write are reported, not lost silently.

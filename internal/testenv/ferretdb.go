@@ -79,7 +79,7 @@ func startFerretDB(tb testing.TB, bin string) (string, error) {
 	// as a flag, but keep them out anyway so a developer's setup cannot
 	// change the test server.
 	cmd.Env = filterEnv(os.Environ(), "FERRETDB_")
-	logs := &syncBuffer{}
+	logs := &Buffer{}
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
@@ -278,29 +278,4 @@ next:
 		out = append(out, kv)
 	}
 	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for the writes of a child process's
-// stdout and stderr copiers and the reads of the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
 }

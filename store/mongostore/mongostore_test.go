@@ -170,14 +170,9 @@ func TestDatabaseFromURI(t *testing.T) {
 // TestUnreachableIsUnavailable opens a store on a port nobody listens on.
 func TestUnreachableIsUnavailable(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
+	addr := closedAddr(t)
 
-	_, err = mongostore.Open(t.Context(), mongostore.Options{URI: "mongodb://" + addr + "/"})
+	_, err := mongostore.Open(t.Context(), mongostore.Options{URI: "mongodb://" + addr + "/"})
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("Open on a closed port = %v, want store.ErrUnavailable", err)
 	}
@@ -206,12 +201,7 @@ func TestClosedIsUnavailable(t *testing.T) {
 // start gives a store whose calls report it unavailable, not an error.
 func TestStartUnavailable(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
+	addr := closedAddr(t)
 	s, err := mongostore.Open(t.Context(), mongostore.Options{URI: "mongodb://" + addr + "/", StartUnavailable: true})
 	if err != nil {
 		t.Fatalf("Open with StartUnavailable: %v", err)
@@ -222,4 +212,16 @@ func TestStartUnavailable(t *testing.T) {
 	if err := s.Close(t.Context()); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+}
+
+// closedAddr returns a loopback address nobody listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
 }
