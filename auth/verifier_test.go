@@ -353,8 +353,18 @@ func TestRun(t *testing.T) {
 	}
 	cancel()
 	<-done
-	// Keys fetched by Run serve Verify without another fetch.
+	// A fetch cancelled by cancel may still reach the server after Run
+	// returned: let the server's count settle before reading it.
 	n := srv.fetches.Load()
+	for {
+		time.Sleep(20 * time.Millisecond)
+		m := srv.fetches.Load()
+		if m == n {
+			break
+		}
+		n = m
+	}
+	// Keys fetched by Run serve Verify without another fetch.
 	if _, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodRS256, k.rsa1, "r1", claims(testNow))); err != nil {
 		t.Fatal(err)
 	}
