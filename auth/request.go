@@ -15,16 +15,25 @@ const subprotocolBearer = "bearer"
 // header and the Sec-WebSocket-Protocol header. In that header it accepts the
 // entry "bearer" followed by the token as the next entry, or a lone entry that
 // looks like a JWT. subprotocol is what the server must echo in its handshake
-// response: "bearer" for the pair, the token entry itself when it came alone,
-// and "" when the token did not come from Sec-WebSocket-Protocol. token is ""
-// when the request carries none.
+// response whenever the client offered one of those forms, wherever the token
+// was taken from (a browser fails a handshake whose offered protocols get no
+// answer): "bearer" for the pair, the token entry itself when it came alone,
+// and "" when the header holds neither. token is "" when the request carries
+// none.
 func UserToken(r *http.Request) (token, subprotocol string) {
+	token, subprotocol = fromSubprotocol(r)
 	if t := r.URL.Query().Get("token"); t != "" {
-		return t, ""
+		return t, subprotocol
 	}
 	if t, ok := bearer(r); ok {
-		return t, ""
+		return t, subprotocol
 	}
+	return token, subprotocol
+}
+
+// fromSubprotocol finds a token in the Sec-WebSocket-Protocol header and the
+// entry to echo for it.
+func fromSubprotocol(r *http.Request) (token, subprotocol string) {
 	var prev string // the previous entry, across repeated headers
 	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
 		for e := range strings.SplitSeq(h, ",") {

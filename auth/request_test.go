@@ -33,8 +33,10 @@ func TestUserToken(t *testing.T) {
 		{name: "subprotocol bearer without token", target: "/ws", protocols: []string{"chat.v1, bearer"}},
 		{name: "subprotocol non-JWT entries", target: "/ws", protocols: []string{"chat.v1, a.b, a..c, a.b.c.d, a.b.c!"}},
 		{name: "query before header", target: "/ws?token=" + jwtA, auth: "Bearer " + jwtB, wantToken: jwtA},
-		{name: "query before subprotocol", target: "/ws?token=" + jwtA, protocols: []string{"bearer, " + jwtB}, wantToken: jwtA},
-		{name: "header before subprotocol", target: "/ws", auth: "Bearer " + jwtA, protocols: []string{"bearer, " + jwtB}, wantToken: jwtA},
+		// The offered protocol is still answered, or a browser fails the handshake.
+		{name: "query before subprotocol", target: "/ws?token=" + jwtA, protocols: []string{"bearer, " + jwtB}, wantToken: jwtA, wantProto: "bearer"},
+		{name: "header before subprotocol", target: "/ws", auth: "Bearer " + jwtA, protocols: []string{"bearer, " + jwtB}, wantToken: jwtA, wantProto: "bearer"},
+		{name: "query beside a lone JWT protocol", target: "/ws?token=" + jwtA, protocols: []string{jwtB}, wantToken: jwtA, wantProto: jwtB},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
