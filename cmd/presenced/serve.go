@@ -186,7 +186,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	log.Info("http server drained")
 	stopBG()
 	wg.Wait()
-	if err := tracker.Leave(sctx); err != nil {
+	// Leaving is worth a few seconds, not the whole budget: a Redis that
+	// hangs must not keep the data store from closing in time (other nodes
+	// reap the share when its lease ends).
+	lctx, lcancel := context.WithTimeout(sctx, 3*time.Second)
+	err = tracker.Leave(lctx)
+	lcancel()
+	if err != nil {
 		log.Warn("presence share not removed; other nodes reap it when its lease ends", "err", err)
 	} else {
 		log.Info("presence share removed")
