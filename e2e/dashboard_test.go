@@ -155,13 +155,7 @@ func TestRedisFallback(t *testing.T) {
 
 	// Redis crashes: the overview answers from SQLite.
 	r.Kill()
-	for i := range 5 {
-		o, took := timedOverview(t, n)
-		t.Logf("overview %d with Redis killed: %v (source %s, onlineUsers %d)", i, took, o.Source, o.OnlineUsers)
-		if o.Source != "sqlite" || o.OnlineUsers < 2 {
-			t.Fatalf("overview with Redis killed = %+v, want source sqlite and onlineUsers >= 2", o)
-		}
-	}
+	wantFallback(t, n, "killed")
 	mark = waitLogAny(t, n, mark, []string{"Redis connection lost", "Redis connection failed"}, 5*time.Second)
 
 	// Redis comes back, empty: within 5 s the overview reads it again,
@@ -179,13 +173,7 @@ func TestRedisFallback(t *testing.T) {
 
 	// Redis hangs: requests to it time out, the overview does not.
 	r.Pause()
-	for i := range 5 {
-		o, took := timedOverview(t, n)
-		t.Logf("overview %d with Redis paused: %v (source %s, onlineUsers %d)", i, took, o.Source, o.OnlineUsers)
-		if o.Source != "sqlite" || o.OnlineUsers < 2 {
-			t.Fatalf("overview with Redis paused = %+v, want source sqlite and onlineUsers >= 2", o)
-		}
-	}
+	wantFallback(t, n, "paused")
 	mark = waitLogAny(t, n, mark, []string{"Redis connection lost"}, 5*time.Second)
 	r.Resume()
 	start = time.Now()
@@ -441,6 +429,19 @@ func waitOverview(t *testing.T, n *Node, timeout time.Duration, done func(Overvi
 
 // timedOverview fetches the overview as admin with a one-second client
 // timeout and returns it with the time it took.
+// wantFallback reads the overview five times while Redis is unavailable
+// (state says how) and wants each from SQLite with both users counted.
+func wantFallback(t *testing.T, n *Node, state string) {
+	t.Helper()
+	for i := range 5 {
+		o, took := timedOverview(t, n)
+		t.Logf("overview %d with Redis %s: %v (source %s, onlineUsers %d)", i, state, took, o.Source, o.OnlineUsers)
+		if o.Source != "sqlite" || o.OnlineUsers < 2 {
+			t.Fatalf("overview with Redis %s = %+v, want source sqlite and onlineUsers >= 2", state, o)
+		}
+	}
+}
+
 func timedOverview(t *testing.T, n *Node) (Overview, time.Duration) {
 	t.Helper()
 	start := time.Now()

@@ -348,7 +348,7 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 			return // still failing; logged by call
 		}
 	}
-	info := t.info()
+	info := t.NodeInfo()
 	_, err := t.call(ctx, func(ctx context.Context) (int64, error) {
 		return 0, t.o.Store.Heartbeat(ctx, t.seq, info)
 	})
@@ -359,7 +359,7 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 		t.mu.Unlock()
 		t.flush(ctx)
 		if !t.StoreDown() {
-			info = t.info()
+			info = t.NodeInfo()
 			_, _ = t.call(ctx, func(ctx context.Context) (int64, error) {
 				return 0, t.o.Store.Heartbeat(ctx, t.seq, info)
 			})
@@ -371,7 +371,9 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 	}
 }
 
-func (t *Tracker) info() NodeInfo {
+// NodeInfo returns this node's load figures (from TrackerOptions.Info) with
+// its own counts, as a heartbeat publishes them.
+func (t *Tracker) NodeInfo() NodeInfo {
 	var info NodeInfo
 	if t.o.Info != nil {
 		info = t.o.Info()

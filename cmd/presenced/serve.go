@@ -127,11 +127,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	})
 	dash := dashboard.New(dashboard.Options{
 		Presence: reader, Source: source, Store: ds, Tracker: tracker, Redis: probe,
-		LocalNode: func() presence.NodeInfo {
-			info := localInfo()
-			info.Users, info.Connections, info.Guests = tracker.Local()
-			return info
-		},
+		LocalNode:    tracker.NodeInfo,
 		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log,
 	})
 	history := &dashboard.HistoryRecorder{Presence: reader, Store: ds, Logger: log}
