@@ -3,8 +3,9 @@
 //
 // User tokens are JWTs: HS256 signed with a shared secret (JWT_SECRET), or
 // RS256 / ES256 signed by an identity provider whose public keys are published
-// as a JWKS (JWT_JWKS_URL). Admins present either the static admin token or a
-// JWT whose role claim is "admin".
+// as a JWKS (JWT_JWKS_URL), in which case the issuer (JWT_ISSUER) and audience
+// (JWT_AUDIENCE) are required and checked. Admins present either the static
+// admin token or a JWT whose role claim is "admin".
 package auth
 
 import (
@@ -22,7 +23,7 @@ const AdminRole = "admin"
 // Claims are the verified facts a token carries. The strings never share
 // memory with the token, so callers may keep them for a connection's lifetime.
 type Claims struct {
-	UserID    string    // the "sub" claim: non-empty, at most 256 bytes
+	UserID    string    // the "sub" claim: 1-256 bytes of valid UTF-8 without control characters (unicode.IsControl)
 	Role      string    // the "role" claim when it is a string, otherwise ""
 	ExpiresAt time.Time // the "exp" claim; always set, since exp is required
 }

@@ -23,6 +23,12 @@ var testNow = time.Unix(1_700_000_000, 0)
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
+// testIssuer and testAudience are what JWKS verifiers in tests expect; the
+// claims helper puts them in every token (the first audience).
+const testIssuer = "https://issuer.example.com/"
+
+var testAudience = []string{"presenced-test", "presenced-other"}
+
 // fakeClock is a settable clock for Verifier.Now.
 type fakeClock struct {
 	mu sync.Mutex
@@ -43,9 +49,26 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// claims returns the usual claims: sub "u1", exp an hour after at.
+// claims returns the usual claims: sub "u1", exp an hour after at, iss
+// testIssuer and aud testAudience[0].
 func claims(at time.Time) jwt.MapClaims {
-	return jwt.MapClaims{"sub": "u1", "iat": at.Unix(), "exp": at.Add(time.Hour).Unix()}
+	return jwt.MapClaims{
+		"sub": "u1", "iat": at.Unix(), "exp": at.Add(time.Hour).Unix(),
+		"iss": testIssuer, "aud": testAudience[0],
+	}
+}
+
+// signRaw signs header and payload, JSON given byte for byte, with HS256
+// and secret: for claims that json.Marshal would not produce, such as
+// invalid UTF-8, duplicate names or a particular key order.
+func signRaw(tb testing.TB, secret []byte, header, payload string) string {
+	tb.Helper()
+	signing := b64u([]byte(header)) + "." + b64u([]byte(payload))
+	sig, err := jwt.SigningMethodHS256.Sign(signing, secret)
+	if err != nil {
+		tb.Fatalf("sign: %v", err)
+	}
+	return signing + "." + b64u(sig)
 }
 
 // sign signs c with method and key, setting the kid header when kid != "".

@@ -39,14 +39,16 @@ func (c mintClaims) GetAudience() (jwt.ClaimStrings, error)  { return nil, nil }
 
 // Mint signs an HS256 token with sub=userID, iat=now, exp=now+ttl and, when
 // admin is true, role "admin". It fails on an empty secret, a userID that
-// Verify would reject (empty or over 256 bytes) or a ttl that is not positive.
+// Verify would reject (see [Claims.UserID]) or a ttl that is not positive.
+// The token carries no iss or aud, so a Verifier that expects them refuses it.
 func Mint(secret []byte, userID string, admin bool, ttl time.Duration, now time.Time) (string, error) {
-	switch {
-	case len(secret) == 0:
+	if len(secret) == 0 {
 		return "", errors.New("auth: mint: empty secret")
-	case userID == "" || len(userID) > maxSubjectLen:
-		return "", fmt.Errorf("auth: mint: user ID must be 1 to %d bytes", maxSubjectLen)
-	case ttl <= 0:
+	}
+	if err := checkSubject(userID); err != nil {
+		return "", fmt.Errorf("auth: mint: user ID %w", err)
+	}
+	if ttl <= 0 {
 		return "", fmt.Errorf("auth: mint: ttl %v is not positive", ttl)
 	}
 	c := mintClaims{Sub: userID, Iat: now.Unix(), Exp: now.Add(ttl).Unix()}

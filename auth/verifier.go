@@ -6,10 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -26,10 +33,16 @@ const (
 	refetchMinInterval = 10 * time.Second
 	// minSecretLen is the HS256 key size RFC 7518 section 3.2 asks for.
 	minSecretLen = 32
+	// defaultLeeway is the clock skew allowed when VerifierOptions.Leeway is nil.
+	defaultLeeway = 5 * time.Second
+	// maxDateSeconds bounds exp, nbf and iat: beyond it time.Unix overflows
+	// and a far-future nbf would wrap into the past.
+	maxDateSeconds = 1 << 62
 )
 
 // VerifierOptions configures a Verifier. At least one of Secret and JWKSURL
-// must be set; every other field has a default.
+// must be set, and JWKSURL needs Issuer and Audience; every other field has
+// a default.
 type VerifierOptions struct {
 	// Secret is the HS256 key (JWT_SECRET). Empty disables HS256.
 	Secret []byte
@@ -42,8 +55,21 @@ type VerifierOptions struct {
 	// minutes. A token with an unknown kid also triggers an immediate
 	// re-fetch, at most once per 10 seconds.
 	RefreshInterval time.Duration
-	// Leeway is the clock skew allowed on exp and nbf. Zero means 5 seconds.
-	Leeway time.Duration
+	// Issuer, when set, is the one "iss" claim accepted (JWT_ISSUER), on every
+	// token, HS256 included. It is required with JWKSURL: a JWKS is often
+	// shared by every tenant of an identity provider, and without an issuer
+	// and audience check any token the provider signs for anyone would pass,
+	// role "admin" included.
+	Issuer string
+	// Audience, when set, lists the accepted audiences (JWT_AUDIENCE): the
+	// token's "aud" claim, a string or an array of strings, must contain at
+	// least one of them. Checked on every token; required with JWKSURL, for
+	// the same reason as Issuer. Entries must not be empty.
+	Audience []string
+	// Leeway is the clock skew allowed on exp and nbf (JWT_LEEWAY). Nil means
+	// 5 seconds; a pointer so that zero can mean no leeway. Must not be
+	// negative.
+	Leeway *time.Duration
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 	// Logger receives JWKS fetch failures and skipped keys. Nil discards.
@@ -69,11 +95,21 @@ type Verifier struct {
 }
 
 // NewVerifier returns a Verifier for o. It fails if neither o.Secret nor
-// o.JWKSURL is set, or if o.JWKSURL is not an absolute http(s) URL. It does not
-// fetch the JWKS: Run does, and so does the first Verify that needs a key.
+// o.JWKSURL is set, if o.JWKSURL is not an absolute http(s) URL, if o.JWKSURL
+// is set without o.Issuer and o.Audience, if an audience is empty or if the
+// leeway is negative. It does not fetch the JWKS: Run does, and so does the
+// first Verify that needs a key.
 func NewVerifier(o VerifierOptions) (*Verifier, error) {
-	if len(o.Secret) == 0 && o.JWKSURL == "" {
+	switch {
+	case len(o.Secret) == 0 && o.JWKSURL == "":
 		return nil, errors.New("auth: new verifier: need a secret or a JWKS URL")
+	case o.JWKSURL != "" && (o.Issuer == "" || len(o.Audience) == 0):
+		return nil, errors.New("auth: new verifier: a JWKS URL needs an issuer and an audience, " +
+			"else every token the JWKS's keys sign, for any application, is accepted")
+	case slices.Contains(o.Audience, ""):
+		return nil, errors.New("auth: new verifier: empty audience")
+	case o.Leeway != nil && *o.Leeway < 0:
+		return nil, fmt.Errorf("auth: new verifier: negative leeway %v", *o.Leeway)
 	}
 	v := &Verifier{
 		secret:   append([]byte(nil), o.Secret...),
@@ -106,9 +142,9 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 	if v.log == nil {
 		v.log = slog.New(slog.DiscardHandler)
 	}
-	leeway := o.Leeway
-	if leeway <= 0 {
-		leeway = 5 * time.Second
+	leeway := defaultLeeway
+	if o.Leeway != nil {
+		leeway = *o.Leeway
 	}
 	if n := len(v.secret); n > 0 && n < minSecretLen {
 		v.log.Warn("auth: JWT secret is shorter than 32 bytes", "bytes", n)
@@ -123,19 +159,31 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 	if v.jwksURL != "" {
 		methods = append(methods, jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg())
 	}
-	v.parser = jwt.NewParser(
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(methods),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(v.now),
-	)
+	}
+	// The library requires the claim once an expected value is set, and
+	// WithAudience accepts a token naming any one of the audiences.
+	if o.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(o.Issuer))
+	}
+	if len(o.Audience) > 0 {
+		opts = append(opts, jwt.WithAudience(slices.Clone(o.Audience)...))
+	}
+	v.parser = jwt.NewParser(opts...)
 	v.keyFunc = func(t *jwt.Token) (any, error) { return v.key(context.Background(), t) }
 	return v, nil
 }
 
-// Verify checks token's signature, exp (required), nbf (when present) and sub
-// (required, at most 256 bytes) and returns its claims. Every error wraps
-// ErrUnauthorized. ctx bounds the JWKS re-fetch that an unknown kid triggers.
+// Verify checks token and returns its claims. It refuses a header with
+// "crit" and checks the signature, exp (required), nbf (when present), iss
+// and aud (when the Verifier expects them) and sub (required: see
+// [Claims.UserID]); exp, nbf and iat must be JSON numbers. Claim names are
+// matched case-sensitively. Every error wraps ErrUnauthorized. ctx bounds the
+// JWKS re-fetch that an unknown kid triggers.
 func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if len(token) > maxTokenLen {
 		return Claims{}, fmt.Errorf("%w: token longer than %d bytes", ErrUnauthorized, maxTokenLen)
@@ -148,23 +196,44 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if _, err := v.parser.ParseWithClaims(token, &c, keyFunc); err != nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 	}
-	switch {
-	case c.Exp == nil: // the parser requires exp; this keeps a library change from panicking here
+	if c.exp == nil { // the parser requires exp; this keeps a library change from panicking here
 		return Claims{}, fmt.Errorf("%w: token has no exp", ErrUnauthorized)
-	case c.Sub == "":
-		return Claims{}, fmt.Errorf("%w: token has no sub", ErrUnauthorized)
-	case len(c.Sub) > maxSubjectLen:
-		return Claims{}, fmt.Errorf("%w: sub longer than %d bytes", ErrUnauthorized, maxSubjectLen)
+	}
+	if err := checkSubject(c.sub); err != nil {
+		return Claims{}, fmt.Errorf("%w: sub %w", ErrUnauthorized, err)
 	}
 	// encoding/json copies every string it decodes out of the base64-decoded
 	// payload, so c's strings never alias token and need no strings.Clone;
 	// TestVerifyClaimsDoNotAliasToken keeps that true.
-	return Claims{UserID: c.Sub, Role: string(c.Role), ExpiresAt: c.Exp.Time}, nil
+	return Claims{UserID: c.sub, Role: c.role, ExpiresAt: c.exp.Time}, nil
+}
+
+// checkSubject enforces the rules on user IDs (see [Claims.UserID]), for
+// Verify and Mint alike. Its errors read after "sub" or "user ID".
+func checkSubject(s string) error {
+	switch {
+	case s == "":
+		return errors.New("is missing or empty")
+	case len(s) > maxSubjectLen:
+		return fmt.Errorf("is longer than %d bytes", maxSubjectLen)
+	case !utf8.ValidString(s):
+		return errors.New("is not valid UTF-8")
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return errors.New("contains a control character")
+	}
+	return nil
 }
 
 // key returns the verification key for t, whose alg the parser has already
 // checked against the allow-list.
 func (v *Verifier) key(ctx context.Context, t *jwt.Token) (any, error) {
+	// RFC 7515 section 4.1.11: a recipient must reject a token whose crit
+	// names an extension it does not understand, and this one understands
+	// none (an empty or malformed crit is invalid anyway). Checked here,
+	// before any key lookup can trigger a JWKS fetch.
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errors.New(`header has "crit": no JWS extension is supported`)
+	}
 	alg := t.Method.Alg()
 	if alg == jwt.SigningMethodHS256.Alg() {
 		return v.hsKey, nil
@@ -256,32 +325,173 @@ func (v *Verifier) fetch(ctx context.Context) error {
 	return err
 }
 
-// tokenClaims holds only the claims Verify reads, which keeps decoding cheap.
+// tokenClaims holds the claims Verify reads. It decodes them itself, since
+// encoding/json matches object keys to struct fields case-insensitively: a
+// custom claim "SUB" or "ROLE" after the real one would override it, though
+// claim names are case-sensitive (RFC 7519 section 4). Of duplicate names
+// the last counts, as RFC 7519 allows.
 type tokenClaims struct {
-	Sub  string           `json:"sub"`
-	Exp  *jwt.NumericDate `json:"exp"`
-	Nbf  *jwt.NumericDate `json:"nbf"`
-	Role roleClaim        `json:"role"`
+	sub      string
+	role     string
+	exp, nbf *jwt.NumericDate
+	// iss and aud are decoded only when the Verifier expects them: the
+	// parser's validator asks for them only then.
+	iss, aud json.RawMessage
 }
 
 var _ jwt.Claims = (*tokenClaims)(nil)
 
-func (c *tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.Exp, nil }
-func (c *tokenClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.Nbf, nil }
-func (c *tokenClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return nil, nil }
-func (c *tokenClaims) GetIssuer() (string, error)                   { return "", nil }
-func (c *tokenClaims) GetSubject() (string, error)                  { return c.Sub, nil }
-func (c *tokenClaims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
-
-// roleClaim is the "role" claim. Identity providers put all sorts of things
-// there (arrays, objects); anything but a string reads as no role rather than
-// making the whole token unreadable.
-type roleClaim string
-
-func (r *roleClaim) UnmarshalJSON(b []byte) error {
-	var s string
-	if json.Unmarshal(b, &s) == nil {
-		*r = roleClaim(s)
+// UnmarshalJSON decodes the claims set. exp, nbf and iat must be numbers when
+// present (the library's NumericDate also takes a string of digits) and sub a
+// string whose escapes make valid UTF-8 (encoding/json would silently turn a
+// lone surrogate into U+FFFD, so two user IDs could read as one).
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
 	}
+	if m == nil {
+		return errors.New("claims are not a JSON object")
+	}
+	var err error
+	if raw, ok := m["sub"]; ok {
+		if c.sub, err = stringClaim(raw); err != nil {
+			return fmt.Errorf("sub %w", err)
+		}
+	}
+	if c.exp, err = dateClaim(m, "exp"); err != nil {
+		return err
+	}
+	if c.nbf, err = dateClaim(m, "nbf"); err != nil {
+		return err
+	}
+	if _, err = dateClaim(m, "iat"); err != nil {
+		return err
+	}
+	c.role = roleClaim(m["role"])
+	c.iss, c.aud = m["iss"], m["aud"]
 	return nil
+}
+
+func (c *tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.exp, nil }
+func (c *tokenClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.nbf, nil }
+func (c *tokenClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return nil, nil }
+func (c *tokenClaims) GetSubject() (string, error)                  { return c.sub, nil }
+
+// GetIssuer returns iss, which must be a string when present.
+func (c *tokenClaims) GetIssuer() (string, error) {
+	if c.iss == nil {
+		return "", nil
+	}
+	iss, err := stringClaim(c.iss)
+	if err != nil {
+		return "", fmt.Errorf("iss %w", err)
+	}
+	return iss, nil
+}
+
+// GetAudience returns aud, which must be a string or an array of strings
+// when present.
+func (c *tokenClaims) GetAudience() (jwt.ClaimStrings, error) {
+	if c.aud == nil {
+		return nil, nil
+	}
+	var aud jwt.ClaimStrings
+	if err := json.Unmarshal(c.aud, &aud); err != nil {
+		return nil, fmt.Errorf("aud is not a string or an array of strings: %w", err)
+	}
+	return aud, nil
+}
+
+// stringClaim decodes raw, which must be a JSON string whose escapes encode
+// valid UTF-8. Its errors read after the claim's name.
+func stringClaim(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", errors.New("is not a string")
+	}
+	if !strictUTF8(raw) {
+		return "", errors.New("is not valid UTF-8")
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("is not a string: %w", err)
+	}
+	return s, nil
+}
+
+// strictUTF8 reports whether the JSON string literal raw (quotes included,
+// already known to be well-formed JSON) is valid UTF-8 and has no \u escape
+// of an unpaired UTF-16 surrogate, the two things encoding/json replaces by
+// U+FFFD instead of refusing.
+func strictUTF8(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return false
+	}
+	for i := 1; i < len(raw)-1; i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++ // the escaped byte
+		if raw[i] != 'u' {
+			continue
+		}
+		r, ok := hex4(raw, i+1)
+		if !ok {
+			return false
+		}
+		i += 4
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		// A high surrogate must be followed at once by a low one.
+		if r >= 0xDC00 || i+6 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
+			return false
+		}
+		lo, ok := hex4(raw, i+3)
+		if !ok || lo < 0xDC00 || lo > 0xDFFF {
+			return false
+		}
+		i += 6
+	}
+	return true
+}
+
+// hex4 decodes the four hex digits of a \u escape starting at b[i].
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[i:i+4]), 16, 16)
+	return rune(n), err == nil
+}
+
+// dateClaim decodes the NumericDate claim name of m: nil when absent, an
+// error unless it is a JSON number within ±2^62 seconds.
+func dateClaim(m map[string]json.RawMessage, name string) (*jwt.NumericDate, error) {
+	raw, ok := m[name]
+	if !ok {
+		return nil, nil
+	}
+	// json.Unmarshal has checked that raw is one JSON value; a number is the
+	// only kind that starts with a minus sign or a digit.
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return nil, fmt.Errorf("%s is not a number", name)
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || math.Abs(f) >= maxDateSeconds {
+		return nil, fmt.Errorf("%s is out of range", name)
+	}
+	sec, frac := math.Modf(f)
+	return jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9))), nil
+}
+
+// roleClaim decodes the "role" claim. Identity providers put all sorts of
+// things there (arrays, objects); anything but a string reads as no role
+// rather than making the whole token unreadable.
+func roleClaim(raw json.RawMessage) string {
+	var s string
+	if raw == nil || json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
 }
