@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -28,6 +29,29 @@ func writeDotenv(t *testing.T, content string) string {
 	return path
 }
 
+// withJWKS returns a valid JWKS configuration (JWT_JWKS_URL, JWT_ISSUER,
+// JWT_AUDIENCE) with the pairs of kv (name, value, ...) set over it.
+func withJWKS(kv ...string) map[string]string {
+	m := map[string]string{
+		"JWT_JWKS_URL": "https://auth.example.com/jwks",
+		"JWT_ISSUER":   "https://auth.example.com/",
+		"JWT_AUDIENCE": "presenced",
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+// prefixes parses CIDR prefixes that a test spells out.
+func prefixes(s ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range s {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}
+
 func TestLoadDefaults(t *testing.T) {
 	got, err := config.Load(env(nil), filepath.Join(t.TempDir(), "missing.env"))
 	if err != nil {
@@ -50,6 +74,15 @@ func TestLoadDefaults(t *testing.T) {
 		PingInterval:      25 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxMessageBytes:   4096,
+		JWTLeeway:         5 * time.Second,
+		MaxQueuedBytes:    65536,
+		PingRate:          10,
+		PingBurst:         20,
+		AdminAuthFailures: 20,
+		ReadHeaderTimeout: 10 * time.Second,
+		HTTPIdleTimeout:   120 * time.Second,
+		MaxHeaderBytes:    65536,
+		MaxBodyBytes:      1 << 20,
 		LogFormat:         "text",
 		LogLevel:          "info",
 		ShutdownTimeout:   8 * time.Second,
@@ -80,8 +113,18 @@ func TestLoadValid(t *testing.T) {
 		{map[string]string{"MONGODB_BATCH_SIZE": "10000"}, 10000, func(c config.Config) any { return c.MongoBatchSize }},
 		{map[string]string{"DATA_DIR": "/var/lib/presenced"}, "/var/lib/presenced", func(c config.Config) any { return c.DataDir }},
 		{map[string]string{"JWT_SECRET": "s3cret value"}, "s3cret value", func(c config.Config) any { return c.JWTSecret }},
-		{map[string]string{"JWT_JWKS_URL": "https://auth.example.com/.well-known/jwks.json"}, "https://auth.example.com/.well-known/jwks.json", func(c config.Config) any { return c.JWKSURL }},
-		{map[string]string{"JWT_JWKS_URL": "http://127.0.0.1:9000/jwks"}, "http://127.0.0.1:9000/jwks", func(c config.Config) any { return c.JWKSURL }},
+		{withJWKS("JWT_JWKS_URL", "https://auth.example.com/.well-known/jwks.json"), "https://auth.example.com/.well-known/jwks.json", func(c config.Config) any { return c.JWKSURL }},
+		{withJWKS("JWT_JWKS_URL", "http://127.0.0.1:9000/jwks"), "http://127.0.0.1:9000/jwks", func(c config.Config) any { return c.JWKSURL }},
+		{withJWKS(), "https://auth.example.com/", func(c config.Config) any { return c.JWTIssuer }},
+		{withJWKS(), []string{"presenced"}, func(c config.Config) any { return c.JWTAudience }},
+		{map[string]string{"JWT_ISSUER": " https://auth.example.com/ "}, "https://auth.example.com/", func(c config.Config) any { return c.JWTIssuer }},
+		{map[string]string{"JWT_ISSUER": "presenced-app"}, "presenced-app", func(c config.Config) any { return c.JWTIssuer }},
+		{map[string]string{"JWT_AUDIENCE": "api"}, []string{"api"}, func(c config.Config) any { return c.JWTAudience }},
+		{map[string]string{"JWT_AUDIENCE": " api , https://presence.example.com,,"}, []string{"api", "https://presence.example.com"}, func(c config.Config) any { return c.JWTAudience }},
+		{map[string]string{"JWT_AUDIENCE": ","}, []string(nil), func(c config.Config) any { return c.JWTAudience }},
+		{map[string]string{"JWT_LEEWAY": "0"}, time.Duration(0), func(c config.Config) any { return c.JWTLeeway }},
+		{map[string]string{"JWT_LEEWAY": "30s"}, 30 * time.Second, func(c config.Config) any { return c.JWTLeeway }},
+		{map[string]string{"JWT_LEEWAY": "5m"}, 5 * time.Minute, func(c config.Config) any { return c.JWTLeeway }},
 		{map[string]string{"ADMIN_TOKEN": "tok"}, "tok", func(c config.Config) any { return c.AdminToken }},
 		{map[string]string{"ONLINE_USERS_KEY": "app:online"}, "app:online", func(c config.Config) any { return c.OnlineUsersKey }},
 		{map[string]string{"REDIS_KEY_PREFIX": "app:{p}:"}, "app:{p}:", func(c config.Config) any { return c.KeyPrefix }},
@@ -103,11 +146,35 @@ func TestLoadValid(t *testing.T) {
 		{map[string]string{"ALLOW_ANONYMOUS": "no"}, false, func(c config.Config) any { return c.AllowAnonymous }},
 		{map[string]string{"ALLOW_ANONYMOUS": "0"}, false, func(c config.Config) any { return c.AllowAnonymous }},
 		{map[string]string{"MAX_CONNS_PER_IP": "20"}, 20, func(c config.Config) any { return c.MaxConnsPerIP }},
+		{map[string]string{"CONNECT_RATE_PER_IP": "0"}, 0, func(c config.Config) any { return c.ConnectRatePerIP }},
+		{map[string]string{"CONNECT_RATE_PER_IP": "5"}, 5, func(c config.Config) any { return c.ConnectRatePerIP }},
+		{map[string]string{"CONNECT_RATE_PER_IP": "1000000"}, 1000000, func(c config.Config) any { return c.ConnectRatePerIP }},
 		{map[string]string{"WS_PING_INTERVAL": "100ms", "WS_IDLE_TIMEOUT": "300ms"}, 100 * time.Millisecond, func(c config.Config) any { return c.PingInterval }},
 		{map[string]string{"WS_PING_INTERVAL": "100ms", "WS_IDLE_TIMEOUT": "300ms"}, 300 * time.Millisecond, func(c config.Config) any { return c.IdleTimeout }},
 		{map[string]string{"WS_MAX_MESSAGE_BYTES": "65536"}, 65536, func(c config.Config) any { return c.MaxMessageBytes }},
+		{map[string]string{"WS_MAX_QUEUED_BYTES": "4096"}, 4096, func(c config.Config) any { return c.MaxQueuedBytes }},
+		{map[string]string{"WS_MAX_QUEUED_BYTES": "67108864"}, 64 << 20, func(c config.Config) any { return c.MaxQueuedBytes }},
+		{map[string]string{"WS_PING_RATE": "1"}, 1, func(c config.Config) any { return c.PingRate }},
+		{map[string]string{"WS_PING_RATE": "10000"}, 10000, func(c config.Config) any { return c.PingRate }},
+		{map[string]string{"WS_PING_BURST": "1"}, 1, func(c config.Config) any { return c.PingBurst }},
+		{map[string]string{"WS_PING_BURST": "100000"}, 100000, func(c config.Config) any { return c.PingBurst }},
 		{map[string]string{"CORS_ORIGINS": "*"}, []string{"*"}, func(c config.Config) any { return c.CORSOrigins }},
 		{map[string]string{"CORS_ORIGINS": " https://App.Example.com , http://localhost:3000,,"}, []string{"https://app.example.com", "http://localhost:3000"}, func(c config.Config) any { return c.CORSOrigins }},
+		{map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"}, prefixes("10.0.0.0/8", "127.0.0.1/32"), func(c config.Config) any { return c.TrustedProxies }},
+		{map[string]string{"TRUSTED_PROXIES": " ::1 , fd00::/8,,192.168.1.0/24 "}, prefixes("::1/128", "fd00::/8", "192.168.1.0/24"), func(c config.Config) any { return c.TrustedProxies }},
+		{map[string]string{"TRUSTED_PROXIES": "10.1.2.3/8"}, prefixes("10.0.0.0/8"), func(c config.Config) any { return c.TrustedProxies }},
+		{map[string]string{"TRUSTED_PROXIES": "::ffff:10.0.0.1,::ffff:172.16.0.0/108"}, prefixes("10.0.0.1/32", "172.16.0.0/12"), func(c config.Config) any { return c.TrustedProxies }},
+		{map[string]string{"TRUSTED_PROXIES": "0.0.0.0/0"}, prefixes("0.0.0.0/0"), func(c config.Config) any { return c.TrustedProxies }},
+		{map[string]string{"ADMIN_AUTH_FAILURES": "1"}, 1, func(c config.Config) any { return c.AdminAuthFailures }},
+		{map[string]string{"ADMIN_AUTH_FAILURES": "100000"}, 100000, func(c config.Config) any { return c.AdminAuthFailures }},
+		{map[string]string{"HTTP_READ_HEADER_TIMEOUT": "100ms"}, 100 * time.Millisecond, func(c config.Config) any { return c.ReadHeaderTimeout }},
+		{map[string]string{"HTTP_READ_HEADER_TIMEOUT": "5m"}, 5 * time.Minute, func(c config.Config) any { return c.ReadHeaderTimeout }},
+		{map[string]string{"HTTP_IDLE_TIMEOUT": "1s"}, time.Second, func(c config.Config) any { return c.HTTPIdleTimeout }},
+		{map[string]string{"HTTP_IDLE_TIMEOUT": "1h"}, time.Hour, func(c config.Config) any { return c.HTTPIdleTimeout }},
+		{map[string]string{"HTTP_MAX_HEADER_BYTES": "4096"}, 4096, func(c config.Config) any { return c.MaxHeaderBytes }},
+		{map[string]string{"HTTP_MAX_HEADER_BYTES": "1048576"}, 1 << 20, func(c config.Config) any { return c.MaxHeaderBytes }},
+		{map[string]string{"HTTP_MAX_BODY_BYTES": "1024"}, 1024, func(c config.Config) any { return c.MaxBodyBytes }},
+		{map[string]string{"HTTP_MAX_BODY_BYTES": "67108864"}, 64 << 20, func(c config.Config) any { return c.MaxBodyBytes }},
 		{map[string]string{"LOG_FORMAT": "json"}, "json", func(c config.Config) any { return c.LogFormat }},
 		{map[string]string{"LOG_LEVEL": "DEBUG"}, "debug", func(c config.Config) any { return c.LogLevel }},
 		{map[string]string{"LOG_LEVEL": "error"}, "error", func(c config.Config) any { return c.LogLevel }},
@@ -155,6 +222,15 @@ func TestLoadInvalid(t *testing.T) {
 		{env: map[string]string{"MONGODB_BATCH_SIZE": "10001"}, var_: "MONGODB_BATCH_SIZE", value: "10001", reason: "1-10000"},
 		{env: map[string]string{"JWT_SECRET": " hunter2"}, var_: "JWT_SECRET", value: "***", reason: "whitespace", secret: "hunter2"},
 		{env: map[string]string{"JWT_JWKS_URL": "ftp://auth.example.com/jwks"}, var_: "JWT_JWKS_URL", value: "ftp://auth.example.com/jwks", reason: "http"},
+		{env: map[string]string{"JWT_JWKS_URL": "https://auth.example.com/jwks"}, var_: "JWT_ISSUER", value: "", reason: "required when JWT_JWKS_URL is set"},
+		{env: map[string]string{"JWT_JWKS_URL": "https://auth.example.com/jwks", "JWT_AUDIENCE": "api"}, var_: "JWT_ISSUER", value: "", reason: "required when JWT_JWKS_URL is set"},
+		{env: map[string]string{"JWT_JWKS_URL": "https://auth.example.com/jwks", "JWT_ISSUER": "https://auth.example.com/"}, var_: "JWT_AUDIENCE", value: "", reason: "required when JWT_JWKS_URL is set"},
+		{env: map[string]string{"JWT_JWKS_URL": "https://auth.example.com/jwks", "JWT_ISSUER": "https://auth.example.com/", "JWT_AUDIENCE": " , "}, var_: "JWT_AUDIENCE", value: ",", reason: "required when JWT_JWKS_URL is set"},
+		{env: map[string]string{"JWT_ISSUER": "https://a.example.com/\x00"}, var_: "JWT_ISSUER", value: "https://a.example.com/\x00", reason: "control"},
+		{env: map[string]string{"JWT_AUDIENCE": "api,a\x01b"}, var_: "JWT_AUDIENCE", value: "api,a\x01b", reason: "control"},
+		{env: map[string]string{"JWT_LEEWAY": "-1s"}, var_: "JWT_LEEWAY", value: "-1s", reason: "negative"},
+		{env: map[string]string{"JWT_LEEWAY": "6m"}, var_: "JWT_LEEWAY", value: "6m", reason: "between 0s and 5m0s"},
+		{env: map[string]string{"JWT_LEEWAY": "5"}, var_: "JWT_LEEWAY", value: "5", reason: "duration"},
 		{env: map[string]string{"JWT_JWKS_URL": "https:///jwks"}, var_: "JWT_JWKS_URL", value: "https:///jwks", reason: "host"},
 		{env: map[string]string{"ADMIN_TOKEN": "hunter2\n"}, var_: "ADMIN_TOKEN", value: "***", reason: "whitespace", secret: "hunter2"},
 		{env: map[string]string{"REDIS_KEY_PREFIX": "presence:"}, var_: "REDIS_KEY_PREFIX", value: "presence:", reason: "hash tag"},
@@ -177,14 +253,42 @@ func TestLoadInvalid(t *testing.T) {
 		{env: map[string]string{"STATS_REFRESH_INTERVAL": "0"}, var_: "STATS_REFRESH_INTERVAL", value: "0", reason: "at least"},
 		{env: map[string]string{"ALLOW_ANONYMOUS": "maybe"}, var_: "ALLOW_ANONYMOUS", value: "maybe", reason: "true/false"},
 		{env: map[string]string{"MAX_CONNS_PER_IP": "-5"}, var_: "MAX_CONNS_PER_IP", value: "-5", reason: "non-negative"},
+		{env: map[string]string{"CONNECT_RATE_PER_IP": "-1"}, var_: "CONNECT_RATE_PER_IP", value: "-1", reason: "0-1000000"},
+		{env: map[string]string{"CONNECT_RATE_PER_IP": "1000001"}, var_: "CONNECT_RATE_PER_IP", value: "1000001", reason: "0-1000000"},
+		{env: map[string]string{"CONNECT_RATE_PER_IP": "2.5"}, var_: "CONNECT_RATE_PER_IP", value: "2.5", reason: "integer"},
 		{env: map[string]string{"WS_PING_INTERVAL": "1h"}, var_: "WS_IDLE_TIMEOUT", value: "", reason: "longer than WS_PING_INTERVAL (1h0m0s)"},
 		{env: map[string]string{"WS_IDLE_TIMEOUT": "25s"}, var_: "WS_IDLE_TIMEOUT", value: "25s", reason: "longer than WS_PING_INTERVAL"},
 		{env: map[string]string{"WS_PING_INTERVAL": "25"}, var_: "WS_PING_INTERVAL", value: "25", reason: "duration"},
 		{env: map[string]string{"WS_MAX_MESSAGE_BYTES": "4k"}, var_: "WS_MAX_MESSAGE_BYTES", value: "4k", reason: "integer"},
 		{env: map[string]string{"WS_MAX_MESSAGE_BYTES": "1"}, var_: "WS_MAX_MESSAGE_BYTES", value: "1", reason: "64-"},
+		{env: map[string]string{"WS_MAX_QUEUED_BYTES": "4095"}, var_: "WS_MAX_QUEUED_BYTES", value: "4095", reason: "4096-67108864"},
+		{env: map[string]string{"WS_MAX_QUEUED_BYTES": "67108865"}, var_: "WS_MAX_QUEUED_BYTES", value: "67108865", reason: "4096-67108864"},
+		{env: map[string]string{"WS_MAX_QUEUED_BYTES": "64KiB"}, var_: "WS_MAX_QUEUED_BYTES", value: "64KiB", reason: "integer"},
+		{env: map[string]string{"WS_PING_RATE": "0"}, var_: "WS_PING_RATE", value: "0", reason: "1-10000"},
+		{env: map[string]string{"WS_PING_RATE": "10001"}, var_: "WS_PING_RATE", value: "10001", reason: "1-10000"},
+		{env: map[string]string{"WS_PING_RATE": "0.5"}, var_: "WS_PING_RATE", value: "0.5", reason: "integer"},
+		{env: map[string]string{"WS_PING_BURST": "0"}, var_: "WS_PING_BURST", value: "0", reason: "1-100000"},
+		{env: map[string]string{"WS_PING_BURST": "100001"}, var_: "WS_PING_BURST", value: "100001", reason: "1-100000"},
 		{env: map[string]string{"CORS_ORIGINS": "https://a.example.com,example.com"}, var_: "CORS_ORIGINS", value: "https://a.example.com,example.com", reason: `"example.com" is not an origin`},
 		{env: map[string]string{"CORS_ORIGINS": "https://a.example.com/"}, var_: "CORS_ORIGINS", value: "https://a.example.com/", reason: "not an origin"},
 		{env: map[string]string{"CORS_ORIGINS": "https://a.example.com/app"}, var_: "CORS_ORIGINS", reason: "not an origin", value: "https://a.example.com/app"},
+		{env: map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, var_: "TRUSTED_PROXIES", value: "10.0.0.0/33", reason: `"10.0.0.0/33" is not an IP address or CIDR prefix`},
+		{env: map[string]string{"TRUSTED_PROXIES": "127.0.0.1,proxy.internal"}, var_: "TRUSTED_PROXIES", value: "127.0.0.1,proxy.internal", reason: `"proxy.internal" is not`},
+		{env: map[string]string{"TRUSTED_PROXIES": "10.0.0.1:8080"}, var_: "TRUSTED_PROXIES", value: "10.0.0.1:8080", reason: "not an IP address"},
+		{env: map[string]string{"TRUSTED_PROXIES": "fe80::1%eth0"}, var_: "TRUSTED_PROXIES", value: "fe80::1%eth0", reason: "not an IP address"},
+		{env: map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8 192.168.0.0/16"}, var_: "TRUSTED_PROXIES", value: "10.0.0.0/8 192.168.0.0/16", reason: "not an IP address"},
+		{env: map[string]string{"ADMIN_AUTH_FAILURES": "0"}, var_: "ADMIN_AUTH_FAILURES", value: "0", reason: "1-100000"},
+		{env: map[string]string{"ADMIN_AUTH_FAILURES": "100001"}, var_: "ADMIN_AUTH_FAILURES", value: "100001", reason: "1-100000"},
+		{env: map[string]string{"HTTP_READ_HEADER_TIMEOUT": "50ms"}, var_: "HTTP_READ_HEADER_TIMEOUT", value: "50ms", reason: "between 100ms and 5m0s"},
+		{env: map[string]string{"HTTP_READ_HEADER_TIMEOUT": "6m"}, var_: "HTTP_READ_HEADER_TIMEOUT", value: "6m", reason: "between 100ms and 5m0s"},
+		{env: map[string]string{"HTTP_READ_HEADER_TIMEOUT": "10"}, var_: "HTTP_READ_HEADER_TIMEOUT", value: "10", reason: "duration"},
+		{env: map[string]string{"HTTP_IDLE_TIMEOUT": "500ms"}, var_: "HTTP_IDLE_TIMEOUT", value: "500ms", reason: "between 1s and 1h0m0s"},
+		{env: map[string]string{"HTTP_IDLE_TIMEOUT": "2h"}, var_: "HTTP_IDLE_TIMEOUT", value: "2h", reason: "between 1s and 1h0m0s"},
+		{env: map[string]string{"HTTP_MAX_HEADER_BYTES": "4095"}, var_: "HTTP_MAX_HEADER_BYTES", value: "4095", reason: "4096-1048576"},
+		{env: map[string]string{"HTTP_MAX_HEADER_BYTES": "1048577"}, var_: "HTTP_MAX_HEADER_BYTES", value: "1048577", reason: "4096-1048576"},
+		{env: map[string]string{"HTTP_MAX_BODY_BYTES": "1023"}, var_: "HTTP_MAX_BODY_BYTES", value: "1023", reason: "1024-67108864"},
+		{env: map[string]string{"HTTP_MAX_BODY_BYTES": "67108865"}, var_: "HTTP_MAX_BODY_BYTES", value: "67108865", reason: "1024-67108864"},
+		{env: map[string]string{"HTTP_MAX_BODY_BYTES": "1MiB"}, var_: "HTTP_MAX_BODY_BYTES", value: "1MiB", reason: "integer"},
 		{env: map[string]string{"LOG_FORMAT": "xml"}, var_: "LOG_FORMAT", value: "xml", reason: "text or json"},
 		{env: map[string]string{"LOG_LEVEL": "trace"}, var_: "LOG_LEVEL", value: "trace", reason: "debug, info, warn or error"},
 		{env: map[string]string{"SHUTDOWN_TIMEOUT": "500ms"}, var_: "SHUTDOWN_TIMEOUT", value: "500ms", reason: "between 1s and 1m0s"},
@@ -214,6 +318,27 @@ func TestLoadErrorMessage(t *testing.T) {
 	_, err := config.Load(env(map[string]string{"PORT": "abc"}), "")
 	if got, want := err.Error(), `config: PORT="abc": must be a port number 0-65535`; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestLoadJWKSRequiresIssuerAndAudience: an unset variable that another one
+// requires gets a reason without the "its default applies" suffix, which
+// would read oddly for a variable with no default.
+func TestLoadJWKSRequiresIssuerAndAudience(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{withJWKS("JWT_ISSUER", ""), `config: JWT_ISSUER="": required when JWT_JWKS_URL is set: a JWKS may sign tokens for other issuers`},
+		{withJWKS("JWT_AUDIENCE", ""), `config: JWT_AUDIENCE="": required when JWT_JWKS_URL is set: a JWKS may sign tokens for other applications`},
+	} {
+		_, err := config.Load(env(tt.env), "")
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%v: got %v, want %s", tt.env, err, tt.want)
+		}
+	}
+	if _, err := config.Load(env(withJWKS()), ""); err != nil {
+		t.Errorf("JWKS with issuer and audience: %v", err)
 	}
 }
 
@@ -372,11 +497,24 @@ func TestConfigRedacted(t *testing.T) {
 		"HEARTBEAT_INTERVAL": "2s",
 		"ALLOW_ANONYMOUS":    "false",
 		"CORS_ORIGINS":       "",
+		"JWT_LEEWAY":         "5s",
+		"TRUSTED_PROXIES":    "",
+		"HTTP_IDLE_TIMEOUT":  "2m0s",
 	}
 	for k, w := range want {
 		if r[k] != w {
 			t.Errorf("Redacted()[%s] = %q, want %q", k, r[k], w)
 		}
+	}
+	lists, err := config.Load(env(map[string]string{
+		"JWT_AUDIENCE":    "api, web",
+		"TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+	}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := lists.Redacted(); r["JWT_AUDIENCE"] != "api,web" || r["TRUSTED_PROXIES"] != "10.0.0.0/8,127.0.0.1/32" {
+		t.Errorf("Redacted() lists: JWT_AUDIENCE %q, TRUSTED_PROXIES %q", r["JWT_AUDIENCE"], r["TRUSTED_PROXIES"])
 	}
 	if empty := (config.Config{}).Redacted(); empty["JWT_SECRET"] != "" {
 		t.Errorf("an unset secret should read empty, got %q", empty["JWT_SECRET"])

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -113,6 +114,43 @@ func specs() []spec {
 				return ""
 			},
 			format: func(c Config) string { return c.JWKSURL },
+		},
+		{
+			name: "JWT_ISSUER", def: "",
+			desc: `the only "iss" accepted on user tokens, e.g. https://auth.example.com/; required with JWT_JWKS_URL`,
+			parse: func(c *Config, v string) string {
+				if v == "" && c.JWKSURL != "" {
+					return "required when JWT_JWKS_URL is set: a JWKS may sign tokens for other issuers"
+				}
+				if hasControl(v) {
+					return "must not contain control characters"
+				}
+				c.JWTIssuer = v
+				return ""
+			},
+			format: func(c Config) string { return c.JWTIssuer },
+		},
+		{
+			name: "JWT_AUDIENCE", def: "",
+			desc: `comma-separated audiences; a user token's "aud" must name one; required with JWT_JWKS_URL`,
+			parse: func(c *Config, v string) string {
+				aud, reason := parseList(v)
+				if reason != "" {
+					return reason
+				}
+				if len(aud) == 0 && c.JWKSURL != "" {
+					return "required when JWT_JWKS_URL is set: a JWKS may sign tokens for other applications"
+				}
+				c.JWTAudience = aud
+				return ""
+			},
+			format: func(c Config) string { return strings.Join(c.JWTAudience, ",") },
+		},
+		{
+			name: "JWT_LEEWAY", def: "5s",
+			desc:   "clock skew allowed on user tokens' exp and nbf, 0-5m",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.JWTLeeway }, 0, 5*time.Minute),
+			format: func(c Config) string { return c.JWTLeeway.String() },
 		},
 		{
 			name: "ADMIN_TOKEN", def: "", secret: true,
@@ -241,6 +279,12 @@ func specs() []spec {
 			format: func(c Config) string { return strconv.Itoa(c.MaxConnsPerIP) },
 		},
 		{
+			name: "CONNECT_RATE_PER_IP", def: "0",
+			desc:   "new WebSocket connections per second allowed from one client address (bursts of twice that), 0-1000000; 0 means no limit",
+			parse:  intVar(func(c *Config) *int { return &c.ConnectRatePerIP }, 0, 1000000, "must be an integer 0-1000000 (0 = no limit)"),
+			format: func(c Config) string { return strconv.Itoa(c.ConnectRatePerIP) },
+		},
+		{
 			name: "WS_PING_INTERVAL", def: "25s",
 			desc:   "how often the server pings each WebSocket, at least 10ms",
 			parse:  durationVar(func(c *Config) *time.Duration { return &c.PingInterval }, 10*time.Millisecond, 0),
@@ -267,8 +311,26 @@ func specs() []spec {
 			format: func(c Config) string { return strconv.Itoa(c.MaxMessageBytes) },
 		},
 		{
+			name: "WS_MAX_QUEUED_BYTES", def: "65536",
+			desc:   "bytes queued for one slow WebSocket client before it is closed, 4096-67108864",
+			parse:  intVar(func(c *Config) *int { return &c.MaxQueuedBytes }, 4096, 64<<20, "must be an integer 4096-67108864"),
+			format: func(c Config) string { return strconv.Itoa(c.MaxQueuedBytes) },
+		},
+		{
+			name: "WS_PING_RATE", def: "10",
+			desc:   `pings (control pings and {"type":"ping"}) allowed per second per WebSocket, 1-10000; beyond it and WS_PING_BURST the connection is closed with 1008`,
+			parse:  intVar(func(c *Config) *int { return &c.PingRate }, 1, 10000, "must be an integer 1-10000"),
+			format: func(c Config) string { return strconv.Itoa(c.PingRate) },
+		},
+		{
+			name: "WS_PING_BURST", def: "20",
+			desc:   "pings allowed in a burst per WebSocket, 1-100000; beyond it and WS_PING_RATE the connection is closed with 1008",
+			parse:  intVar(func(c *Config) *int { return &c.PingBurst }, 1, 100000, "must be an integer 1-100000"),
+			format: func(c Config) string { return strconv.Itoa(c.PingBurst) },
+		},
+		{
 			name: "CORS_ORIGINS", def: "",
-			desc: "comma-separated browser origins allowed to call the API, e.g. https://app.example.com; * allows any",
+			desc: "comma-separated browser origins allowed to call the API, e.g. https://app.example.com; * allows any origin, without credentials",
 			parse: func(c *Config, v string) string {
 				origins, reason := parseOrigins(v)
 				if reason != "" {
@@ -278,6 +340,55 @@ func specs() []spec {
 				return ""
 			},
 			format: func(c Config) string { return strings.Join(c.CORSOrigins, ",") },
+		},
+		{
+			name: "TRUSTED_PROXIES", def: "",
+			desc: "comma-separated CIDRs or IPs of proxies, e.g. 10.0.0.0/8,127.0.0.1; X-Forwarded-For and Forwarded are believed only from these peers",
+			parse: func(c *Config, v string) string {
+				prefixes, reason := parsePrefixes(v)
+				if reason != "" {
+					return reason
+				}
+				c.TrustedProxies = prefixes
+				return ""
+			},
+			format: func(c Config) string {
+				s := make([]string, len(c.TrustedProxies))
+				for i, p := range c.TrustedProxies {
+					s[i] = p.String()
+				}
+				return strings.Join(s, ",")
+			},
+		},
+		{
+			name: "ADMIN_AUTH_FAILURES", def: "20",
+			desc:   "failed admin authentications allowed per minute from one client address before 429, 1-100000",
+			parse:  intVar(func(c *Config) *int { return &c.AdminAuthFailures }, 1, 100000, "must be an integer 1-100000"),
+			format: func(c Config) string { return strconv.Itoa(c.AdminAuthFailures) },
+		},
+		{
+			name: "HTTP_READ_HEADER_TIMEOUT", def: "10s",
+			desc:   "time an HTTP client has to send a request's headers, 100ms-5m",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }, 100*time.Millisecond, 5*time.Minute),
+			format: func(c Config) string { return c.ReadHeaderTimeout.String() },
+		},
+		{
+			name: "HTTP_IDLE_TIMEOUT", def: "120s",
+			desc:   "an idle keep-alive HTTP connection is closed after this, 1s-1h",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.HTTPIdleTimeout }, time.Second, time.Hour),
+			format: func(c Config) string { return c.HTTPIdleTimeout.String() },
+		},
+		{
+			name: "HTTP_MAX_HEADER_BYTES", def: "65536",
+			desc:   "largest HTTP request line and headers, 4096-1048576 bytes",
+			parse:  intVar(func(c *Config) *int { return &c.MaxHeaderBytes }, 4096, 1<<20, "must be an integer 4096-1048576"),
+			format: func(c Config) string { return strconv.Itoa(c.MaxHeaderBytes) },
+		},
+		{
+			name: "HTTP_MAX_BODY_BYTES", def: "1048576",
+			desc:   "largest HTTP request body, 1024-67108864 bytes; a larger one gets 413",
+			parse:  intVar(func(c *Config) *int { return &c.MaxBodyBytes }, 1024, 64<<20, "must be an integer 1024-67108864"),
+			format: func(c Config) string { return strconv.Itoa(c.MaxBodyBytes) },
 		},
 		{
 			name: "LOG_FORMAT", def: "text",
@@ -448,6 +559,54 @@ func parseOrigins(v string) ([]string, string) {
 	}
 	return origins, ""
 }
+
+// parseList splits a comma-separated list, trimming entries and dropping
+// empty ones (as CORS_ORIGINS does); entries must not contain control
+// characters.
+func parseList(v string) ([]string, string) {
+	var list []string
+	for e := range strings.SplitSeq(v, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		if hasControl(e) {
+			return nil, fmt.Sprintf("%q contains a control character", e)
+		}
+		list = append(list, e)
+	}
+	return list, ""
+}
+
+// parsePrefixes parses a comma-separated list of CIDR prefixes and bare IP
+// addresses; a bare address becomes a /32 (IPv4) or /128 (IPv6) prefix.
+// Prefixes are stored masked, and IPv4-mapped IPv6 forms as IPv4, because
+// that is how Go reports an IPv4 peer.
+func parsePrefixes(v string) ([]netip.Prefix, string) {
+	var prefixes []netip.Prefix
+	for e := range strings.SplitSeq(v, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			a, aerr := netip.ParseAddr(e)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Sprintf("%q is not an IP address or CIDR prefix: want e.g. 10.0.0.0/8, 127.0.0.1 or ::1", e)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		prefixes = append(prefixes, p.Masked())
+	}
+	return prefixes, ""
+}
+
+// hasControl reports whether s contains a control character.
+func hasControl(s string) bool { return strings.IndexFunc(s, unicode.IsControl) >= 0 }
 
 // isDigits reports whether s is one or more ASCII digits.
 func isDigits(s string) bool {
