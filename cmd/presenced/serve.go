@@ -52,7 +52,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = ds.Close(context.Background())
 		return err
 	}
-	verifier, err := auth.NewVerifier(auth.VerifierOptions{Secret: secret, JWKSURL: cfg.JWKSURL, Logger: log})
+	verifier, err := auth.NewVerifier(auth.VerifierOptions{
+		Secret: secret, JWKSURL: cfg.JWKSURL, Logger: log,
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: &cfg.JWTLeeway,
+	})
 	if err != nil {
 		_ = ds.Close(context.Background())
 		return fmt.Errorf("auth: %w", err)
