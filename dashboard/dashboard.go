@@ -102,6 +102,9 @@ type Service struct {
 	haveFall  bool
 	refresh   chan struct{}
 	filled    chan struct{} // closed after the first refresh
+
+	streamOnce sync.Once
+	stream     *Stream
 }
 
 // New returns a Service; call Run to keep its cached figures fresh.

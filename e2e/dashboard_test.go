@@ -188,10 +188,12 @@ func TestRedisFallback(t *testing.T) {
 }
 
 // TestAdminAuth: every /api/admin/ route answers 401 with a JSON error
-// unless the request carries the admin token or an admin JWT.
+// unless the request carries the admin token or an admin JWT; a known
+// route with the wrong method answers 405 whoever asks. (The failure
+// throttle is raised out of the way here; TestAdminThrottle covers it.)
 func TestAdminAuth(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nil)
+	n := startNode(t, map[string]string{"ADMIN_AUTH_FAILURES": "100000"})
 	now := time.Now()
 	mint := func(secret, user string, admin bool, ttl time.Duration, at time.Time) string {
 		tok, err := auth.Mint([]byte(secret), user, admin, ttl, at)
@@ -223,8 +225,12 @@ func TestAdminAuth(t *testing.T) {
 			var e struct {
 				Error string `json:"error"`
 			}
-			if status != http.StatusUnauthorized || json.Unmarshal(body, &e) != nil || e.Error == "" {
-				t.Errorf("%s: %s %s = %d %s, want 401 {\"error\": ...}", d.name, rt.method, rt.path, status, body)
+			want := http.StatusUnauthorized
+			if rt.method == http.MethodPost {
+				want = http.StatusMethodNotAllowed
+			}
+			if status != want || json.Unmarshal(body, &e) != nil || e.Error == "" {
+				t.Errorf("%s: %s %s = %d %s, want %d {\"error\": ...}", d.name, rt.method, rt.path, status, body, want)
 			}
 		}
 	}
@@ -239,6 +245,30 @@ func TestAdminAuth(t *testing.T) {
 		if status, _ := n.Request(http.MethodGet, "/api/admin/whatever", authz, 5*time.Second); status != http.StatusNotFound {
 			t.Errorf("admin GET /api/admin/whatever = %d, want 404", status)
 		}
+	}
+}
+
+// TestAdminThrottle: past ADMIN_AUTH_FAILURES failures a minute, an
+// address gets 429 with Retry-After, even with the right token, and the
+// log says so once, without the token.
+func TestAdminThrottle(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, map[string]string{"ADMIN_AUTH_FAILURES": "5"})
+	for i := range 5 {
+		if status, _ := n.Request(http.MethodGet, overviewPath, "Bearer wrong-token-xyz", 5*time.Second); status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d, want 401", i+1, status)
+		}
+	}
+	status, body := n.Request(http.MethodGet, overviewPath, "Bearer "+adminToken, 5*time.Second)
+	if status != http.StatusTooManyRequests {
+		t.Fatalf("after 5 failures: %d %s, want 429", status, body)
+	}
+	n.WaitLog("admin authentication throttled", 5*time.Second)
+	if strings.Count(n.Log(), "admin authentication failed") != 1 {
+		t.Errorf("log has %d failure lines, want 1:\n%s", strings.Count(n.Log(), "admin authentication failed"), n.Log())
+	}
+	if strings.Contains(n.Log(), "wrong-token-xyz") || strings.Contains(n.Log(), adminToken) {
+		t.Errorf("log holds a token:\n%s", n.Log())
 	}
 }
 

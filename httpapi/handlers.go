@@ -69,56 +69,51 @@ func handleHistory(svc *dashboard.Service, log *slog.Logger) http.Handler {
 }
 
 // handleStream sends the overview as Server-Sent Events whenever it
-// changes, at most four times a second, with a comment line every 15 s to
-// keep proxies from closing an idle stream. It ends when a write fails
-// (the client left) or the request is cancelled.
-func handleStream(svc *dashboard.Service) http.Handler {
-	const (
-		every     = 250 * time.Millisecond
-		keepalive = 15 * time.Second
-	)
+// changes (the node's shared poller checks four times a second), with a
+// comment line every 15 s to keep proxies from closing an idle stream. It
+// returns when the client goes (its request context ends), when a write
+// fails, or when the server shuts down.
+func handleStream(st *dashboard.Stream) http.Handler {
+	const keepalive = 15 * time.Second
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		flusher, ok := w.(http.Flusher)
-		if !ok {
-			encodeError(w, http.StatusInternalServerError, "streaming unsupported")
-			return
-		}
+		rc := http.NewResponseController(w)
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Accel-Buffering", "no")
 		w.WriteHeader(http.StatusOK)
-		var last dashboard.Overview
-		lastWrite := time.Time{}
-		tick := time.NewTicker(every)
-		defer tick.Stop()
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		sub := st.Subscribe()
+		defer sub.Close()
+		ka := time.NewTicker(keepalive)
+		defer ka.Stop()
+		var sent uint64
 		for {
-			o := svc.Overview(r.Context())
-			stamp := o.GeneratedAt
-			o.GeneratedAt = time.Time{}
-			var err error
-			switch {
-			case o != last || lastWrite.IsZero():
-				last = o
-				o.GeneratedAt = stamp
-				var b []byte
-				b, err = json.Marshal(o)
-				if err == nil {
-					_, err = fmt.Fprintf(w, "event: overview\ndata: %s\n\n", b)
+			o, ver, changed := sub.Latest()
+			if ver != sent {
+				sent = ver
+				b, err := json.Marshal(o)
+				if err != nil {
+					return
 				}
-				lastWrite = time.Now()
-			case time.Since(lastWrite) >= keepalive:
-				_, err = io.WriteString(w, ": keepalive\n\n")
-				lastWrite = time.Now()
+				if _, err := fmt.Fprintf(w, "event: overview\ndata: %s\n\n", b); err != nil {
+					return
+				}
+				if rc.Flush() != nil {
+					return
+				}
+				ka.Reset(keepalive)
 			}
-			if err != nil {
-				return
-			}
-			flusher.Flush()
 			select {
 			case <-r.Context().Done():
 				return
-			case <-tick.C:
+			case <-changed:
+			case <-ka.C:
+				if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
+					return
+				}
 			}
 		}
 	})

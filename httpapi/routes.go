@@ -3,10 +3,9 @@ package httpapi
 import "net/http"
 
 // addRoutes registers every route presenced serves: the whole API surface
-// on one screen.
-func addRoutes(mux *http.ServeMux, d Deps) {
-	admin := requireAdmin(d.Admin)
-
+// on one screen. Requests that match no route (404) or only with another
+// method (405 with Allow) are answered by muxErrors.
+func addRoutes(mux *http.ServeMux, d Deps, admin func(http.Handler) http.Handler) {
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d.Dashboard))
 	mux.Handle("GET /metrics", handleMetrics(d.Metrics))
@@ -14,10 +13,9 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /api/admin/dashboard/overview", admin(handleOverview(d.Dashboard)))
 	mux.Handle("GET /api/admin/dashboard/server-load", admin(handleServerLoad(d.Dashboard)))
 	mux.Handle("GET /api/admin/dashboard/history", admin(handleHistory(d.Dashboard, d.Logger)))
-	mux.Handle("GET /api/admin/dashboard/stream", admin(handleStream(d.Dashboard)))
-	mux.Handle("/api/admin/", admin(handleNotFound()))
+	mux.Handle("GET /api/admin/dashboard/stream", admin(handleStream(d.Dashboard.Stream())))
 
-	mux.Handle("GET /ws", d.WebSocket)
-
-	mux.Handle("/", handleNotFound())
+	if d.WebSocket != nil {
+		mux.Handle("GET /ws", d.WebSocket)
+	}
 }

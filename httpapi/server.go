@@ -1,6 +1,7 @@
 // Package httpapi is presenced's HTTP surface: NewServer builds the one
 // handler that serves the admin API, health checks and the client
-// endpoints. routes.go lists every route.
+// endpoints; Listen serves it with net/http and its limits. routes.go
+// lists every route.
 package httpapi
 
 import (
@@ -8,6 +9,8 @@ import (
 	"net/http"
 
 	"github.com/presenced/presenced/dashboard"
+	"github.com/presenced/presenced/internal/clientip"
+	"github.com/presenced/presenced/internal/ratelimit"
 )
 
 // AdminChecker decides whether a request carries admin credentials.
@@ -25,8 +28,15 @@ type Deps struct {
 	// Metrics are the gauges served on /metrics.
 	Metrics []Gauge
 	// CORSOrigins lists origins allowed to call the admin API from a
-	// browser; empty sends no CORS headers.
+	// browser; empty sends no CORS headers, "*" allows any origin without
+	// credentials.
 	CORSOrigins []string
+	// ClientIP finds the client address behind trusted proxies, for the
+	// admin authentication throttle and logs.
+	ClientIP clientip.Resolver
+	// AdminFailures is how many failed admin authentications one address
+	// may make per minute before it gets 429; zero means 20.
+	AdminFailures int
 }
 
 // NewServer returns the handler for every route of presenced.
@@ -34,10 +44,15 @@ func NewServer(d Deps) http.Handler {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
+	if d.AdminFailures <= 0 {
+		d.AdminFailures = 20
+	}
+	guard := &adminGuard{check: d.Admin, ips: d.ClientIP, failures: ratelimit.NewFailures(d.AdminFailures, nil), log: d.Logger}
 	mux := http.NewServeMux()
-	addRoutes(mux, d)
-	var h http.Handler = mux
+	addRoutes(mux, d, guard.wrap)
+	var h http.Handler = muxErrors(mux, guard)
 	h = cors(d.CORSOrigins)(h)
+	h = securityHeaders(h)
 	h = recoverPanics(d.Logger)(h)
 	return h
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/presenced/presenced/dashboard"
 	"github.com/presenced/presenced/gateway"
 	"github.com/presenced/presenced/httpapi"
+	"github.com/presenced/presenced/internal/clientip"
 	"github.com/presenced/presenced/internal/procstat"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/memstore"
@@ -123,11 +124,18 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	lastSeen = store.NewLastSeenWriter(ds, store.LastSeenOptions{
 		RefreshInterval: cfg.LastSeenInterval, Online: tracker.Users, Logger: log,
 	})
-	gw := gateway.New(gateway.Options{
+	ips := clientip.New(cfg.TrustedProxies)
+	gw, err := gateway.New(gateway.Options{
 		Node: node, Tracker: tracker, Verifier: verifier, AllowAnonymous: cfg.AllowAnonymous,
 		PingInterval: cfg.PingInterval, IdleTimeout: cfg.IdleTimeout, MaxMessageBytes: cfg.MaxMessageBytes,
-		MaxConnsPerIP: cfg.MaxConnsPerIP, Origins: cfg.CORSOrigins, Logger: log,
+		MaxQueuedBytes: cfg.MaxQueuedBytes, PingRate: cfg.PingRate, PingBurst: cfg.PingBurst,
+		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRatePerIP, ClientIP: ips,
+		Origins: cfg.CORSOrigins, Logger: log,
 	})
+	if err != nil {
+		_ = ds.Close(context.Background())
+		return err
+	}
 	dash := dashboard.New(dashboard.Options{
 		Presence: reader, Source: source, Store: ds, Tracker: tracker, Redis: probe,
 		LocalNode:    tracker.NodeInfo,
@@ -140,18 +148,19 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	handler := httpapi.NewServer(httpapi.Deps{
 		Logger: log, Dashboard: dash, Admin: auth.NewAdmin(adminToken, verifier),
 		WebSocket: gw, CORSOrigins: cfg.CORSOrigins, Metrics: metrics(tracker, gw),
+		ClientIP: ips, AdminFailures: cfg.AdminAuthFailures,
 	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
 	if err != nil {
+		gw.Close()
 		_ = ds.Close(context.Background())
 		return &config.Error{Var: "PORT", Value: strconv.Itoa(cfg.Port), Reason: "cannot listen: " + err.Error()}
 	}
-	srv, err := httpapi.Listen(ln, handler)
-	if err != nil {
-		_ = ds.Close(context.Background())
-		return err
-	}
+	srv := httpapi.Listen(ln, handler, httpapi.Limits{
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.HTTPIdleTimeout,
+		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxBodyBytes: int64(cfg.MaxBodyBytes),
+	}, log)
 	log.Info("presenced listening", "addr", ln.Addr().String(), "mode", modeName(cfg), "data_store", ds.Kind(), "version", version)
 
 	// Background loops stop when bg is cancelled, after the connections
@@ -183,6 +192,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		log.Warn("http drain incomplete", "err", err)
 	}
 	log.Info("http server drained")
+	gw.Close()
 	stopBG()
 	wg.Wait()
 	// Leaving is worth a few seconds, not the whole budget: a Redis that
