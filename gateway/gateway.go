@@ -1,10 +1,12 @@
 // Package gateway serves the endpoints the app's clients connect to: the
 // WebSocket endpoint /ws (and, later, /socket.io/). It authenticates each
-// connection, records it in the presence Tracker and keeps it alive.
+// handshake on net/http, then moves the connection onto an event loop
+// (nbio's epoll poller) and records it in the presence Tracker.
 //
-// Memory per idle connection is a design constraint: connections live in
-// nbio's event loop (no goroutine and no buffers per connection), each
-// holds one small client struct, and one shared ticker pings them all.
+// Memory per idle connection is a design constraint: after the handshake
+// a connection has no goroutine and no buffer (internal/wsproto decodes
+// in place from the poller's shared read buffer), each holds one small
+// client struct, and one shared ticker pings them all.
 package gateway
 
 import (
@@ -13,26 +15,29 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/lesismal/nbio/nbhttp/websocket"
-
 	"github.com/presenced/presenced/auth"
+	"github.com/presenced/presenced/internal/clientip"
+	"github.com/presenced/presenced/internal/ratelimit"
+	"github.com/presenced/presenced/internal/wsproto"
 	"github.com/presenced/presenced/presence"
 )
 
 // Close codes sent by the gateway.
 const (
-	CloseGoingAway       = 1001 // server shutting down
-	ClosePolicyViolation = 1008 // a message the protocol does not allow
-	CloseTooBig          = 1009 // a message over Options.MaxMessageBytes (sent by nbio)
-	CloseNormal          = 1000 // idle timeout
+	CloseNormal          = wsproto.CloseNormal          // idle timeout
+	CloseGoingAway       = wsproto.CloseGoingAway       // server shutting down
+	CloseProtocolError   = wsproto.CloseProtocolError   // a frame RFC 6455 forbids
+	CloseInvalidPayload  = wsproto.CloseInvalidPayload  // text that is not UTF-8
+	ClosePolicyViolation = wsproto.ClosePolicyViolation // a message the protocol does not allow, too many pings
+	CloseTooBig          = wsproto.CloseTooBig          // a message over Options.MaxMessageBytes
 )
 
 // Verifier checks user tokens.
@@ -56,9 +61,22 @@ type Options struct {
 	// MaxMessageBytes closes a connection that sends a bigger message with
 	// 1009; zero means 4096.
 	MaxMessageBytes int
+	// MaxQueuedBytes is how much the server queues for one client that
+	// does not read; beyond it the client is closed as a slow consumer.
+	// Zero means 64 KiB.
+	MaxQueuedBytes int
+	// PingRate and PingBurst bound the pings one connection may send
+	// (control pings and {"type":"ping"} together) per second; beyond them
+	// it is closed with 1008. Zero means 10 a second, burst 20.
+	PingRate, PingBurst int
 	// MaxConnsPerIP caps connections from one address (429 beyond it);
 	// zero means no cap, since many users share an address behind NAT.
 	MaxConnsPerIP int
+	// ConnectRatePerIP limits new connections per second from one address
+	// (burst twice that; 429 beyond it); zero means no limit.
+	ConnectRatePerIP int
+	// ClientIP finds the client address behind trusted proxies.
+	ClientIP clientip.Resolver
 	// Origins lists the allowed Origin headers; empty allows any, "*" too.
 	Origins []string
 	// HelloTimeout caps how long a new connection waits to be counted in
@@ -69,29 +87,32 @@ type Options struct {
 
 // Gateway is the WebSocket endpoint. It is an http.Handler for /ws.
 type Gateway struct {
-	o        Options
-	log      *slog.Logger
-	upgrader *websocket.Upgrader
-	nextID   atomic.Uint64
+	o       Options
+	log     *slog.Logger
+	loop    *loop
+	limits  wsLimits
+	connect *ratelimit.Buckets // nil without ConnectRatePerIP
+	nextID  atomic.Uint64
 
 	mu      sync.Mutex
 	clients []*client // every open connection; client.idx is its index
-	perIP   map[string]int32
+	perIP   map[netip.Addr]int32
 	closing bool
 }
 
 // client is the whole per-connection state; keep it small.
 type client struct {
-	conn   *websocket.Conn
-	user   string // "" for a guest
-	ip     string // set only when a per-IP cap is on
-	id     uint64
-	active atomic.Int64 // unix seconds of the last frame from the client
-	idx    int32        // index in Gateway.clients, -1 once removed
+	wsConn
+	g    *Gateway
+	user string     // "" for a guest
+	ip   netip.Addr // set only when a per-IP cap is on
+	id   uint64
+	idx  int32 // index in Gateway.clients, -1 once removed
 }
 
-// New returns a Gateway. Call Run to start the keepalive ticker.
-func New(o Options) *Gateway {
+// New returns a Gateway and starts its event loop. Call Run to start the
+// keepalive ticker and Close after Shutdown to stop the loop.
+func New(o Options) (*Gateway, error) {
 	if o.PingInterval <= 0 {
 		o.PingInterval = 25 * time.Second
 	}
@@ -101,77 +122,143 @@ func New(o Options) *Gateway {
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = 4096
 	}
+	if o.MaxQueuedBytes <= 0 {
+		o.MaxQueuedBytes = 64 << 10
+	}
+	if o.PingRate <= 0 {
+		o.PingRate = 10
+	}
+	if o.PingBurst <= 0 {
+		o.PingBurst = 20
+	}
 	if o.HelloTimeout <= 0 {
 		o.HelloTimeout = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{o: o, log: o.Logger, perIP: make(map[string]int32)}
-	u := websocket.NewUpgrader()
-	u.KeepaliveTime = 0 // one shared ticker instead of a timer per connection
-	u.MessageLengthLimit = o.MaxMessageBytes
-	u.CheckOrigin = g.checkOrigin
-	u.OnMessage(g.onMessage)
-	u.OnClose(g.onClose)
-	u.SetPongHandler(func(c *websocket.Conn, _ string) { g.touch(c) })
-	u.SetPingHandler(func(c *websocket.Conn, data string) {
-		g.touch(c)
-		_ = c.WriteMessage(websocket.PongMessage, []byte(data))
-	})
-	g.upgrader = u
-	return g
+	g := &Gateway{
+		o: o, log: o.Logger, perIP: make(map[netip.Addr]int32),
+		limits: wsLimits{maxMessage: o.MaxMessageBytes, pingRate: float64(o.PingRate), pingBurst: float64(o.PingBurst)},
+	}
+	if o.ConnectRatePerIP > 0 {
+		g.connect = ratelimit.NewBuckets(float64(o.ConnectRatePerIP), 2*float64(o.ConnectRatePerIP), nil)
+	}
+	l, err := newLoop("presenced-ws", o.MaxQueuedBytes)
+	if err != nil {
+		return nil, err
+	}
+	g.loop = l
+	return g, nil
 }
 
-// ServeHTTP authenticates the handshake, upgrades it, counts the
-// connection and greets the client with one hello message.
+// Close stops the event loop, closing any connection still on it.
+func (g *Gateway) Close() { g.loop.stop() }
+
+// ServeHTTP checks and authenticates the handshake, answers it, hands the
+// connection to the event loop, counts it and greets the client with one
+// hello message.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key, herr := wsproto.CheckHandshake(r)
+	if herr != nil {
+		if herr.Status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		writeError(w, herr.Status, herr.Reason)
+		return
+	}
+	if !g.checkOrigin(r) {
+		writeError(w, http.StatusForbidden, "origin not allowed")
+		return
+	}
+	addr := g.o.ClientIP.Addr(r)
+	if g.connect != nil && !g.connect.Allow(addr) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "too many connection attempts from this address")
+		return
+	}
 	token, subprotocol := auth.UserToken(r)
 	user, err := g.authenticate(r.Context(), token)
 	if err != nil {
-		g.log.Debug("ws: refused", "err", err, "remote", r.RemoteAddr)
+		g.log.Debug("ws: refused", "err", err, "remote", addr.String())
 		writeError(w, http.StatusUnauthorized, "missing or invalid token")
 		return
 	}
-	ip := ""
+	var ip netip.Addr
 	if g.o.MaxConnsPerIP > 0 {
-		ip = remoteIP(r)
+		ip = addr
 	}
 	if status, msg := g.reserve(ip); status != 0 {
 		writeError(w, status, msg)
 		return
 	}
-	var header http.Header
-	if subprotocol != "" {
-		header = http.Header{"Sec-Websocket-Protocol": {subprotocol}}
-	}
-	conn, err := g.upgrader.Upgrade(w, r, header)
-	if err != nil {
-		g.unreserve(ip)
-		g.log.Debug("ws: upgrade failed", "err", err, "remote", r.RemoteAddr)
-		return // the upgrader has answered
-	}
-	c := &client{conn: conn, user: user, ip: ip, id: g.nextID.Add(1)}
-	c.active.Store(time.Now().Unix())
-	conn.SetSession(c)
-	if !g.add(c) {
-		// Shutdown began during the upgrade and did not see this connection.
-		g.unreserve(ip)
-		_ = conn.WriteClose(CloseGoingAway, "server shutting down")
-		_ = conn.Close()
+	c := &client{g: g, user: user, ip: ip, id: g.nextID.Add(1)}
+	c.limits = &g.limits
+	counted, ok := g.upgrade(w, c, key, subprotocol)
+	if !ok {
 		return
 	}
-
 	// Greet only once the connection is counted, so a client holding its
 	// hello is always in online_users.
-	counted := g.o.Tracker.Connect(user)
 	t := time.NewTimer(g.o.HelloTimeout)
 	select {
 	case <-counted:
 	case <-t.C:
 	}
 	t.Stop()
-	_ = conn.WriteMessage(websocket.TextMessage, g.hello(c))
+	_ = c.send(wsproto.OpText, g.hello(c))
+}
+
+// upgrade answers the handshake, registers c, counts it in the Tracker
+// and moves its connection to the event loop; the channel is closed once
+// the Tracker has stored the connection. It reports false if the
+// connection is gone (the client left, or the server is shutting down),
+// having undone what it did, the per-IP reservation included.
+func (g *Gateway) upgrade(w http.ResponseWriter, c *client, key, subprotocol string) (<-chan struct{}, bool) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		g.unreserve(c.ip)
+		g.log.Debug("ws: hijack failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+		return nil, false
+	}
+	// net/http's deadlines must not follow the connection to the loop.
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var buffered []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		buffered = append([]byte(nil), b...)
+	}
+	if _, err := conn.Write(wsproto.AppendSwitch(make([]byte, 0, 160), key, subprotocol)); err != nil {
+		g.unreserve(c.ip)
+		_ = conn.Close()
+		return nil, false
+	}
+	if g.isClosing() {
+		g.unreserve(c.ip)
+		_, _ = conn.Write(wsproto.AppendClose(nil, CloseGoingAway, "server shutting down"))
+		_ = conn.Close()
+		return nil, false
+	}
+	_ = conn.SetDeadline(time.Time{})
+	if c.nc, err = wrap(conn); err != nil {
+		g.unreserve(c.ip)
+		g.log.Warn("ws: connection lost in the hand-off to the event loop", "err", err)
+		return nil, false
+	}
+	if !g.add(c) {
+		// Shutdown began just now and did not see c.
+		g.unreserve(c.ip)
+		_ = c.nc.Close()
+		return nil, false
+	}
+	counted := g.o.Tracker.Connect(c.user)
+	if err := g.loop.adopt(c, buffered); err != nil {
+		g.log.Warn("ws: connection lost in the hand-off to the event loop", "err", err)
+		c.onClosed() // once only: the loop may have run it already
+		return nil, false
+	}
+	return counted, true
 }
 
 func (g *Gateway) authenticate(ctx context.Context, token string) (user string, err error) {
@@ -213,45 +300,41 @@ func (g *Gateway) connID(c *client) string {
 }
 
 // onMessage accepts {"type":"ping"} (answered with a pong carrying the
-// online count); anything else is a protocol violation.
-func (g *Gateway) onMessage(conn *websocket.Conn, mt websocket.MessageType, data []byte) {
-	g.touch(conn)
+// online count, and counted against the ping rate); anything else is a
+// protocol violation. It runs with the connection's lock held.
+func (c *client) onMessage(op byte, data []byte) bool {
 	var msg struct {
 		Type string `json:"type"`
 	}
-	if mt != websocket.TextMessage || json.Unmarshal(data, &msg) != nil || msg.Type != "ping" {
-		_ = conn.WriteClose(ClosePolicyViolation, "unsupported message")
-		_ = conn.Close()
-		return
+	if op != wsproto.OpText || json.Unmarshal(data, &msg) != nil || msg.Type != "ping" {
+		c.failLocked(ClosePolicyViolation, "unsupported message")
+		return false
 	}
-	reply := fmt.Appendf(nil, `{"type":"pong","onlineUsers":%d}`, g.o.Tracker.Online())
-	_ = conn.WriteMessage(websocket.TextMessage, reply)
+	if !c.allowPingLocked() {
+		c.failLocked(ClosePolicyViolation, "too many pings")
+		return false
+	}
+	_ = c.send(wsproto.OpText, fmt.Appendf(nil, `{"type":"pong","onlineUsers":%d}`, c.g.o.Tracker.Online()))
+	return true
 }
 
-func (g *Gateway) onClose(conn *websocket.Conn, _ error) {
-	c, ok := conn.Session().(*client)
-	if !ok || !g.remove(c) {
-		return
-	}
-	g.o.Tracker.Disconnect(c.user)
-}
-
-func (g *Gateway) touch(conn *websocket.Conn) {
-	if c, ok := conn.Session().(*client); ok {
-		c.active.Store(time.Now().Unix())
+// onClosed takes c out of the registry and the Tracker, once.
+func (c *client) onClosed() {
+	if c.g.remove(c) {
+		c.g.o.Tracker.Disconnect(c.user)
 	}
 }
 
 // reserve checks that the gateway is open and the address is under its
 // cap, and counts the new connection against it. It returns a non-zero
 // status to refuse.
-func (g *Gateway) reserve(ip string) (int, string) {
+func (g *Gateway) reserve(ip netip.Addr) (int, string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closing {
 		return http.StatusServiceUnavailable, "server shutting down"
 	}
-	if ip == "" {
+	if !ip.IsValid() {
 		return 0, ""
 	}
 	if g.perIP[ip] >= int32(g.o.MaxConnsPerIP) {
@@ -261,8 +344,8 @@ func (g *Gateway) reserve(ip string) (int, string) {
 	return 0, ""
 }
 
-func (g *Gateway) unreserve(ip string) {
-	if ip == "" {
+func (g *Gateway) unreserve(ip netip.Addr) {
+	if !ip.IsValid() {
 		return
 	}
 	g.mu.Lock()
@@ -305,6 +388,12 @@ func (g *Gateway) remove(c *client) bool {
 	return true
 }
 
+func (g *Gateway) isClosing() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closing
+}
+
 // Count returns the number of open connections.
 func (g *Gateway) Count() int {
 	g.mu.Lock()
@@ -331,18 +420,10 @@ func (g *Gateway) sweep(now time.Time) {
 	idleBefore := now.Add(-g.o.IdleTimeout).Unix()
 	for _, c := range g.snapshot() {
 		if c.active.Load() < idleBefore {
-			_ = c.conn.WriteClose(CloseNormal, "idle timeout")
-			_ = c.conn.Close()
+			c.fail(CloseNormal, "idle timeout")
 			continue
 		}
-		// nbio arms the HTTP keep-alive read deadline (2 min, httpapi)
-		// just after it registers an accepted connection; when the
-		// handshake wins that race, the deadline lands after the upgrader
-		// cleared it and closes the WebSocket without a close frame
-		// (seen: 6-15 of 19 000 idle connections dropped after 2 min).
-		// Clearing it is cheap and does nothing when no deadline is set.
-		_ = c.conn.SetReadDeadline(time.Time{})
-		_ = c.conn.WriteMessage(websocket.PingMessage, nil)
+		_ = c.send(wsproto.OpPing, nil)
 	}
 }
 
@@ -355,15 +436,26 @@ func (g *Gateway) snapshot() []*client {
 }
 
 // Shutdown refuses new connections and closes every open one with 1001
-// (going away). The closes reach the Tracker as disconnects.
+// (going away), waiting up to a second for clients to answer their close
+// frames before the TCP connections are closed. The closes reach the
+// Tracker as disconnects before Shutdown returns.
 func (g *Gateway) Shutdown() int {
 	g.mu.Lock()
 	g.closing = true
 	g.mu.Unlock()
 	clients := g.snapshot()
 	for _, c := range clients {
-		_ = c.conn.WriteClose(CloseGoingAway, "server shutting down")
-		_ = c.conn.Close()
+		c.fail(CloseGoingAway, "server shutting down")
+	}
+	deadline := time.Now().Add(closeGrace)
+	for g.Count() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, c := range g.snapshot() {
+		c.closeNow()
+	}
+	for g.Count() > 0 && time.Now().Before(deadline.Add(closeGrace)) {
+		time.Sleep(5 * time.Millisecond)
 	}
 	return len(clients)
 }
@@ -379,14 +471,6 @@ func (g *Gateway) checkOrigin(r *http.Request) bool {
 		}
 	}
 	return false
-}
-
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return strings.Clone(r.RemoteAddr)
-	}
-	return strings.Clone(host)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,7 +75,6 @@ func TestMain(m *testing.M) {
 type env struct {
 	gw      *gateway.Gateway
 	tracker *presence.Tracker
-	ln      *handoffListener
 	addr    string // host:port
 	url     string // ws://host:port/ws
 }
@@ -95,7 +93,10 @@ func newEnv(tb testing.TB, o gateway.Options) *env {
 	o.Node = "node-test"
 	o.Tracker = tracker
 	o.Verifier = verifier
-	gw := gateway.New(o)
+	gw, err := gateway.New(o)
+	if err != nil {
+		tb.Fatalf("gateway.New: %v", err)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -110,41 +111,26 @@ func newEnv(tb testing.TB, o gateway.Options) *env {
 		cancel()
 		tb.Fatalf("listen: %v", err)
 	}
-	hl, err := newHandoffListener(ln.(*net.TCPListener))
-	if err != nil {
-		_ = ln.Close()
-		cancel()
-		tb.Fatalf("pipe: %v", err)
-	}
-	srv, err := httpapi.Listen(hl, mux)
-	if err != nil {
-		cancel()
-		_ = hl.Close()
-		tb.Fatalf("httpapi.Listen: %v", err)
-	}
+	srv := httpapi.Listen(ln, mux, httpapi.Limits{}, nil)
 	tb.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer scancel()
 		if err := srv.Shutdown(sctx); err != nil {
 			tb.Errorf("server shutdown: %v", err)
 		}
+		gw.Shutdown()
+		gw.Close()
 		cancel()
 		wg.Wait()
 	})
 	addr := ln.Addr().String()
-	return &env{gw: gw, tracker: tracker, ln: hl, addr: addr, url: "ws://" + addr + "/ws"}
+	return &env{gw: gw, tracker: tracker, addr: addr, url: "ws://" + addr + "/ws"}
 }
 
-// dialContext connects to the server; every client connection must be
-// made with it (see handoffListener).
+// dialContext connects to the server.
 func (e *env) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	e.ln.waitHandoff(ctx, c)
-	return c, nil
+	return d.DialContext(ctx, network, addr)
 }
 
 // httpClient is a plain HTTP client for the server.
@@ -322,83 +308,4 @@ func (e *env) waitEmpty(tb testing.TB) {
 	tb.Helper()
 	waitFor(tb, "Count() = 0", func() bool { return e.gw.Count() == 0 })
 	e.waitLocal(tb, 0, 0, 0)
-}
-
-// handoffListener works around a race-detector false positive in nbio, so
-// that -race reports races in presenced rather than noise.
-//
-// nbhttp accepts in its own goroutine, allocates its per-connection state
-// there, registers the socket with epoll, and a poller goroutine reads the
-// request once epoll_wait reports it. The kernel orders the two, but the
-// race detector cannot see through epoll and reports races inside nbio
-// (nbhttp.Conn, the remote address) whenever a request arrives quickly.
-// The syscall package models I/O as synchronisation: a syscall.Write
-// happens before every later successful syscall.Read, which is how the
-// poller reads. So each time nbio's accept loop comes back for the next
-// connection (it has finished setting up the previous one), Accept makes
-// an empty write, then tells the client of the previous connection that it
-// may send its request. Every client dials through env.dialContext.
-type handoffListener struct {
-	*net.TCPListener
-	w    *os.File // the empty writes go to a pipe
-	last string   // remote address of the previous connection; accept goroutine only
-
-	mu    sync.Mutex
-	ready map[string]chan struct{} // client address -> closed once handed off
-}
-
-func newHandoffListener(ln *net.TCPListener) (*handoffListener, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	_ = r.Close() // a zero-length write never reaches the reader
-	return &handoffListener{TCPListener: ln, w: w, ready: make(map[string]chan struct{})}, nil
-}
-
-func (l *handoffListener) Accept() (net.Conn, error) {
-	if l.last != "" {
-		_, _ = syscall.Write(int(l.w.Fd()), nil)
-		close(l.readyChan(l.last))
-		l.last = ""
-	}
-	c, err := l.AcceptTCP()
-	if err != nil {
-		return nil, err
-	}
-	l.last = c.RemoteAddr().String()
-	return c, nil
-}
-
-func (l *handoffListener) Close() error {
-	_ = l.w.Close()
-	return l.TCPListener.Close()
-}
-
-func (l *handoffListener) readyChan(addr string) chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ch, ok := l.ready[addr]
-	if !ok {
-		ch = make(chan struct{})
-		l.ready[addr] = ch
-	}
-	return ch
-}
-
-// waitHandoff waits until the server has set up the connection whose
-// client end is c; it gives up silently after waitTimeout (the server may
-// have stopped accepting, which the caller then finds out).
-func (l *handoffListener) waitHandoff(ctx context.Context, c net.Conn) {
-	addr := c.LocalAddr().String()
-	t := time.NewTimer(waitTimeout)
-	defer t.Stop()
-	select {
-	case <-l.readyChan(addr):
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	l.mu.Lock()
-	delete(l.ready, addr) // the port may be reused later
-	l.mu.Unlock()
 }
