@@ -20,10 +20,12 @@ const secretFile = "jwt_secret"
 
 // mintClaims is the payload Mint signs.
 type mintClaims struct {
-	Sub  string `json:"sub"`
-	Iat  int64  `json:"iat"`
-	Exp  int64  `json:"exp"`
-	Role string `json:"role,omitempty"`
+	Sub  string   `json:"sub"`
+	Iss  string   `json:"iss,omitempty"`
+	Aud  []string `json:"aud,omitempty"`
+	Iat  int64    `json:"iat"`
+	Exp  int64    `json:"exp"`
+	Role string   `json:"role,omitempty"`
 }
 
 func (c mintClaims) GetExpirationTime() (*jwt.NumericDate, error) {
@@ -33,15 +35,22 @@ func (c mintClaims) GetIssuedAt() (*jwt.NumericDate, error) {
 	return jwt.NewNumericDate(time.Unix(c.Iat, 0)), nil
 }
 func (c mintClaims) GetNotBefore() (*jwt.NumericDate, error) { return nil, nil }
-func (c mintClaims) GetIssuer() (string, error)              { return "", nil }
+func (c mintClaims) GetIssuer() (string, error)              { return c.Iss, nil }
 func (c mintClaims) GetSubject() (string, error)             { return c.Sub, nil }
-func (c mintClaims) GetAudience() (jwt.ClaimStrings, error)  { return nil, nil }
+func (c mintClaims) GetAudience() (jwt.ClaimStrings, error)  { return c.Aud, nil }
 
 // Mint signs an HS256 token with sub=userID, iat=now, exp=now+ttl and, when
 // admin is true, role "admin". It fails on an empty secret, a userID that
 // Verify would reject (see [Claims.UserID]) or a ttl that is not positive.
 // The token carries no iss or aud, so a Verifier that expects them refuses it.
 func Mint(secret []byte, userID string, admin bool, ttl time.Duration, now time.Time) (string, error) {
+	return MintFor(secret, userID, admin, ttl, now, "", nil)
+}
+
+// MintFor is Mint with an iss claim (when issuer is not "") and an aud
+// claim (when audience is not empty), for a Verifier configured with
+// JWT_ISSUER and JWT_AUDIENCE.
+func MintFor(secret []byte, userID string, admin bool, ttl time.Duration, now time.Time, issuer string, audience []string) (string, error) {
 	if len(secret) == 0 {
 		return "", errors.New("auth: mint: empty secret")
 	}
@@ -51,7 +60,7 @@ func Mint(secret []byte, userID string, admin bool, ttl time.Duration, now time.
 	if ttl <= 0 {
 		return "", fmt.Errorf("auth: mint: ttl %v is not positive", ttl)
 	}
-	c := mintClaims{Sub: userID, Iat: now.Unix(), Exp: now.Add(ttl).Unix()}
+	c := mintClaims{Sub: userID, Iss: issuer, Aud: audience, Iat: now.Unix(), Exp: now.Add(ttl).Unix()}
 	if admin {
 		c.Role = AdminRole
 	}

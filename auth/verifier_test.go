@@ -702,3 +702,28 @@ func BenchmarkVerifyES256(b *testing.B) {
 		}
 	}
 }
+
+// TestMintForScopedVerifier: tokens from MintFor carry what a Verifier
+// with an issuer and audience asks for; Mint's do not.
+func TestMintForScopedVerifier(t *testing.T) {
+	secret := []byte("mint-for-test-secret-0123456789abcdef")
+	v, err := NewVerifier(VerifierOptions{Secret: secret, Issuer: "https://issuer.example", Audience: []string{"presenced"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	scoped, err := MintFor(secret, "alice", false, time.Hour, now, "https://issuer.example", []string{"presenced"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := v.Verify(context.Background(), scoped); err != nil || c.UserID != "alice" {
+		t.Fatalf("MintFor token: %+v %v", c, err)
+	}
+	plain, err := Mint(secret, "alice", false, time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), plain); err == nil {
+		t.Fatal("token without iss/aud accepted by a scoped verifier")
+	}
+}

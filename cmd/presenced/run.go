@@ -125,7 +125,7 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	if secret == nil {
 		return usageError{"token: JWT_SECRET is not set and JWT_JWKS_URL is: tokens come from your identity provider"}
 	}
-	tok, err := auth.Mint(secret, *user, *admin, *ttl, time.Now())
+	tok, err := auth.MintFor(secret, *user, *admin, *ttl, time.Now(), cfg.JWTIssuer, cfg.JWTAudience)
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
