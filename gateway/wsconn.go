@@ -39,6 +39,7 @@ type wsConn struct {
 	dec        wsproto.Decoder
 	attached   bool    // the connection is on the loop: it may be written to
 	closing    bool    // a close frame was sent (or is due): wait for the answer
+	lost       bool    // the input is out of frame sync: discard it
 	pending    int16   // close code due once attached
 	pingTokens float32 // token bucket for pings (control and application)
 	pingAt     int64   // unix nanoseconds the bucket was last filled
@@ -71,7 +72,7 @@ func (w *wsConn) feedLocked(s session, data []byte) {
 		w.drain(data)
 		return
 	}
-	err := w.dec.Feed(data, w.limits.maxMessage, func(op byte, payload []byte) bool {
+	rest, err := w.dec.Feed(data, w.limits.maxMessage, func(op byte, payload []byte) bool {
 		switch op {
 		case wsproto.OpPing:
 			if !w.allowPingLocked() {
@@ -94,17 +95,26 @@ func (w *wsConn) feedLocked(s session, data []byte) {
 		}
 		return s.onMessage(op, payload)
 	})
-	if err != nil {
+	switch {
+	case err != nil:
+		w.lost = true
 		w.failLocked(err.Code, err.Reason)
+	case len(rest) > 0 && w.closing:
+		w.drain(rest)
 	}
 }
 
 // drain reads what a client sends after it was sent a close frame,
 // looking for its close frame to end the TCP connection; anything else is
-// dropped. Reading on (rather than closing at once) keeps the kernel from
-// answering with a reset that could destroy the close frame in flight.
+// dropped, and so is everything after a violation (the stream is out of
+// frame sync then), until the close deadline. Reading on (rather than
+// closing at once) keeps the kernel from answering with a reset, which
+// could destroy the close frame in flight.
 func (w *wsConn) drain(data []byte) {
-	err := w.dec.Feed(data, w.limits.maxMessage, func(op byte, _ []byte) bool {
+	if w.lost {
+		return
+	}
+	_, err := w.dec.Feed(data, w.limits.maxMessage, func(op byte, _ []byte) bool {
 		if op == wsproto.OpClose {
 			_ = w.nc.Close()
 			return false
@@ -112,7 +122,7 @@ func (w *wsConn) drain(data []byte) {
 		return true
 	})
 	if err != nil {
-		_ = w.nc.Close()
+		w.lost = true
 	}
 }
 

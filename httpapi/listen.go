@@ -22,9 +22,6 @@ type Limits struct {
 	// MaxHeaderBytes bounds the request line and headers; zero means 64 KiB
 	// (HTTP_MAX_HEADER_BYTES). Larger requests get 431.
 	MaxHeaderBytes int
-	// MaxBodyBytes bounds a request body; zero means 1 MiB
-	// (HTTP_MAX_BODY_BYTES). Larger bodies get 413.
-	MaxBodyBytes int64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -36,9 +33,6 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxHeaderBytes <= 0 {
 		l.MaxHeaderBytes = 64 << 10
-	}
-	if l.MaxBodyBytes <= 0 {
-		l.MaxBodyBytes = 1 << 20
 	}
 	return l
 }
@@ -64,7 +58,7 @@ func Listen(ln net.Listener, h http.Handler, l Limits, log *slog.Logger) *Server
 	}
 	base, cancel := context.WithCancel(context.Background())
 	srv := &http.Server{
-		Handler:           limitBody(l.MaxBodyBytes)(h),
+		Handler:           h,
 		ReadHeaderTimeout: l.ReadHeaderTimeout,
 		IdleTimeout:       l.IdleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes,

@@ -45,9 +45,11 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// limitBody answers 413 to a request whose declared body is over max and
-// caps every other body at max: a handler that reads past it gets an
-// *http.MaxBytesError (see decodeError).
+// limitBody answers 413 to a request whose declared body is over max. It
+// does not wrap r.Body: net/http recognises its own body reader to decide
+// whether to send "100 Continue" and to discard what a handler left
+// unread, and no handler reads a body yet. A handler that reads one must
+// cap it with http.MaxBytesReader(w, r.Body, max) itself.
 func limitBody(max int64) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -55,9 +57,6 @@ func limitBody(max int64) func(http.Handler) http.Handler {
 				w.Header().Set("Connection", "close")
 				encodeError(w, http.StatusRequestEntityTooLarge, "request body over "+strconv.FormatInt(max, 10)+" bytes")
 				return
-			}
-			if r.Body != nil && r.Body != http.NoBody {
-				r.Body = http.MaxBytesReader(w, r.Body, max)
 			}
 			next.ServeHTTP(w, r)
 		})

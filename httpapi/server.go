@@ -34,6 +34,10 @@ type Deps struct {
 	// ClientIP finds the client address behind trusted proxies, for the
 	// admin authentication throttle and logs.
 	ClientIP clientip.Resolver
+	// MaxBodyBytes bounds request bodies (HTTP_MAX_BODY_BYTES): a larger
+	// declared body gets 413, and handlers that read one read at most this
+	// much. Zero means 1 MiB.
+	MaxBodyBytes int64
 	// AdminFailures is how many failed admin authentications one address
 	// may make per minute before it gets 429; zero means 20.
 	AdminFailures int
@@ -44,6 +48,9 @@ func NewServer(d Deps) http.Handler {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
+	if d.MaxBodyBytes <= 0 {
+		d.MaxBodyBytes = 1 << 20
+	}
 	if d.AdminFailures <= 0 {
 		d.AdminFailures = 20
 	}
@@ -51,6 +58,7 @@ func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, d, guard.wrap)
 	var h http.Handler = muxErrors(mux, guard)
+	h = limitBody(d.MaxBodyBytes)(h)
 	h = cors(d.CORSOrigins)(h)
 	h = securityHeaders(h)
 	h = recoverPanics(d.Logger)(h)

@@ -161,7 +161,7 @@ func TestHeadHasNoBody(t *testing.T) {
 
 func TestBodyLimit(t *testing.T) {
 	t.Parallel()
-	base := "http://" + serve(t, httpapi.Deps{}, httpapi.Limits{MaxBodyBytes: 1024})
+	base := "http://" + serve(t, httpapi.Deps{MaxBodyBytes: 1024}, httpapi.Limits{})
 	resp, body := do(t, "POST", base+"/api/admin/dashboard/overview", admin(), strings.NewReader(strings.Repeat("x", 2048)))
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Fatalf("%d %s, want 413", resp.StatusCode, body)

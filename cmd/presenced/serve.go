@@ -148,7 +148,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	handler := httpapi.NewServer(httpapi.Deps{
 		Logger: log, Dashboard: dash, Admin: auth.NewAdmin(adminToken, verifier),
 		WebSocket: gw, CORSOrigins: cfg.CORSOrigins, Metrics: metrics(tracker, gw),
-		ClientIP: ips, AdminFailures: cfg.AdminAuthFailures,
+		ClientIP: ips, AdminFailures: cfg.AdminAuthFailures, MaxBodyBytes: int64(cfg.MaxBodyBytes),
 	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
@@ -159,7 +159,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	srv := httpapi.Listen(ln, handler, httpapi.Limits{
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.HTTPIdleTimeout,
-		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxBodyBytes: int64(cfg.MaxBodyBytes),
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
 	}, log)
 	log.Info("presenced listening", "addr", ln.Addr().String(), "mode", modeName(cfg), "data_store", ds.Kind(), "version", version)
 

@@ -286,8 +286,11 @@ type partial struct {
 
 // Feed decodes data, calling h for each message and control frame. It
 // returns the first violation; the connection must then be closed with
-// its code. Feed may modify data (payloads are unmasked in place).
-func (d *Decoder) Feed(data []byte, maxMessage int, h Handler) *Error {
+// its code, and the stream is out of frame sync. When h returns false,
+// rest holds the bytes after that frame (frame-aligned, still encoded),
+// and the Decoder holds nothing. Feed may modify data (payloads are
+// unmasked in place); rest aliases it.
+func (d *Decoder) Feed(data []byte, maxMessage int, h Handler) (rest []byte, err *Error) {
 	if d.p != nil && len(d.p.buf) > 0 {
 		d.p.buf = append(d.p.buf, data...)
 		data, d.p.buf = d.p.buf, nil
@@ -296,30 +299,30 @@ func (d *Decoder) Feed(data []byte, maxMessage int, h Handler) *Error {
 		f, n, err := parseFrame(data, maxMessage)
 		if err != nil {
 			d.p = nil
-			return err
+			return nil, err
 		}
 		if n == 0 {
 			if d.p == nil {
 				d.p = &partial{}
 			}
 			d.p.buf = append(make([]byte, 0, len(data)+64), data...)
-			return nil
+			return nil, nil
 		}
 		data = data[n:]
 		ok, err := d.frame(f, maxMessage, h)
 		if err != nil {
 			d.p = nil
-			return err
+			return nil, err
 		}
 		if !ok {
 			d.p = nil
-			return nil
+			return data, nil
 		}
 	}
 	if d.p != nil && d.p.op == 0 {
 		d.p = nil
 	}
-	return nil
+	return nil, nil
 }
 
 func (d *Decoder) frame(f frame, maxMessage int, h Handler) (bool, *Error) {

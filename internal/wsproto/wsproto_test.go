@@ -57,7 +57,7 @@ func decode(input []byte, chunk, max int) ([]event, int) {
 		if chunk > 0 && chunk < n {
 			n = chunk
 		}
-		if err := d.Feed(in[:n], max, h); err != nil {
+		if _, err := d.Feed(in[:n], max, h); err != nil {
 			return evs, err.Code
 		}
 		if len(evs) > 0 && evs[len(evs)-1].op == OpClose {
@@ -135,17 +135,32 @@ func TestDecoder(t *testing.T) {
 func TestDecoderIdleHoldsNothing(t *testing.T) {
 	var d Decoder
 	in := clientFrame(0x81, []byte("hello"), 0)
-	if err := d.Feed(in[:3], 100, func(byte, []byte) bool { return true }); err != nil {
+	if _, err := d.Feed(in[:3], 100, func(byte, []byte) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	if d.p == nil {
 		t.Fatal("partial frame not kept")
 	}
-	if err := d.Feed(in[3:], 100, func(byte, []byte) bool { return true }); err != nil {
+	if _, err := d.Feed(in[3:], 100, func(byte, []byte) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	if d.p != nil {
 		t.Fatalf("decoder holds %+v after a whole frame", d.p)
+	}
+}
+
+// TestFeedRestWhenStopped: when the handler stops, the bytes after that
+// frame come back untouched and frame-aligned.
+func TestFeedRestWhenStopped(t *testing.T) {
+	in := append(clientFrame(0x81, []byte("stop"), 0), clientFrame(0x88, closePayload(1000, ""), 0)...)
+	var d Decoder
+	rest, err := d.Feed(in, 100, func(op byte, data []byte) bool { return string(data) != "stop" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, code := decode(rest, 0, 100)
+	if code != 0 || len(got) != 1 || got[0].op != OpClose {
+		t.Fatalf("rest decodes as %q (code %d), want the close frame", got, code)
 	}
 }
 
@@ -248,7 +263,7 @@ func FuzzDecoder(f *testing.F) {
 			if stopped {
 				break
 			}
-			if err := d.Feed(chunk, 512, h); err != nil {
+			if _, err := d.Feed(chunk, 512, h); err != nil {
 				code = err.Code
 				break
 			}
