@@ -91,14 +91,29 @@ type Gateway struct {
 	log     *slog.Logger
 	loop    *loop
 	limits  wsLimits
-	connect *ratelimit.Buckets // nil without ConnectRatePerIP
+	connect *ratelimit.Buckets  // nil without ConnectRatePerIP
+	badAuth *ratelimit.Failures // per address and minute, so each is logged once
 	nextID  atomic.Uint64
+	stats   Stats
 
 	mu      sync.Mutex
 	clients []*client // every open connection; client.idx is its index
 	perIP   map[netip.Addr]int32
 	closing bool
 }
+
+// Stats counts what the gateway refused and why it closed connections.
+// Read its fields with Load.
+type Stats struct {
+	RefusedAuth    atomic.Int64 // handshakes with a missing or bad token (401)
+	RefusedLimit   atomic.Int64 // handshakes over a per-address cap or rate (429)
+	ProtocolErrors atomic.Int64 // connections closed for an RFC 6455 violation (1002, 1007, 1009)
+	PolicyCloses   atomic.Int64 // connections closed for a bad message or too many pings (1008)
+	SlowConsumers  atomic.Int64 // connections closed because too much was queued for them
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() *Stats { return &g.stats }
 
 // client is the whole per-connection state; keep it small.
 type client struct {
@@ -138,7 +153,7 @@ func New(o Options) (*Gateway, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{
-		o: o, log: o.Logger, perIP: make(map[netip.Addr]int32),
+		o: o, log: o.Logger, perIP: make(map[netip.Addr]int32), badAuth: ratelimit.NewFailures(1<<30, nil),
 		limits: wsLimits{maxMessage: o.MaxMessageBytes, pingRate: float64(o.PingRate), pingBurst: float64(o.PingBurst)},
 	}
 	if o.ConnectRatePerIP > 0 {
@@ -159,6 +174,11 @@ func (g *Gateway) Close() { g.loop.stop() }
 // connection to the event loop, counts it and greets the client with one
 // hello message.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet { // HEAD reaches GET routes
+		w.Header().Set("Allow", "GET")
+		writeError(w, http.StatusMethodNotAllowed, "a WebSocket handshake is a GET")
+		return
+	}
 	key, herr := wsproto.CheckHandshake(r)
 	if herr != nil {
 		if herr.Status == http.StatusUpgradeRequired {
@@ -173,6 +193,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	addr := g.o.ClientIP.Addr(r)
 	if g.connect != nil && !g.connect.Allow(addr) {
+		g.stats.RefusedLimit.Add(1)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "too many connection attempts from this address")
 		return
@@ -180,7 +201,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, subprotocol := auth.UserToken(r)
 	user, err := g.authenticate(r.Context(), token)
 	if err != nil {
-		g.log.Debug("ws: refused", "err", err, "remote", addr.String())
+		g.stats.RefusedAuth.Add(1)
+		// A bad token is worth a warning, once per address and minute
+		// (anyone can send them fast); a missing one only at debug.
+		if token != "" && g.badAuth.Fail(addr) == 1 {
+			g.log.Warn("ws: invalid token; further ones from this address this minute are not logged",
+				"err", err, "remote", addr.String())
+		} else {
+			g.log.Debug("ws: refused", "err", err, "remote", addr.String())
+		}
 		writeError(w, http.StatusUnauthorized, "missing or invalid token")
 		return
 	}
@@ -189,11 +218,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ip = addr
 	}
 	if status, msg := g.reserve(ip); status != 0 {
+		if status == http.StatusTooManyRequests {
+			g.stats.RefusedLimit.Add(1)
+		}
 		writeError(w, status, msg)
 		return
 	}
 	c := &client{g: g, user: user, ip: ip, id: g.nextID.Add(1)}
 	c.limits = &g.limits
+	c.stats = &g.stats
 	counted, ok := g.upgrade(w, c, key, subprotocol)
 	if !ok {
 		return

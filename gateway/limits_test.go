@@ -83,6 +83,9 @@ func TestPingRateLimit(t *testing.T) {
 			}
 			expectClose(t, c, gateway.ClosePolicyViolation)
 			e.waitEmpty(t)
+			if n := e.gw.Stats().PolicyCloses.Load(); n != 1 {
+				t.Errorf("Stats().PolicyCloses = %d, want 1", n)
+			}
 		})
 	}
 }
@@ -131,6 +134,8 @@ func TestSlowConsumerClosed(t *testing.T) {
 		}
 	}
 	e.waitEmpty(t)
+	// The close can be seen before the writer counts it.
+	waitFor(t, "Stats().SlowConsumers = 1", func() bool { return e.gw.Stats().SlowConsumers.Load() == 1 })
 	t.Logf("closed after the client sent %d KiB of pings without reading", sent>>10)
 }
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -33,6 +34,7 @@ type session interface {
 type wsConn struct {
 	nc     *nbio.Conn
 	limits *wsLimits
+	stats  *Stats
 	active atomic.Int64 // unix seconds of the last bytes from the client
 
 	mu         sync.Mutex // guards what follows; held while decoding
@@ -148,6 +150,9 @@ func (w *wsConn) allowPingLocked() bool {
 // consumer.
 func (w *wsConn) send(op byte, payload []byte) error {
 	_, err := w.nc.Write(wsproto.AppendFrame(make([]byte, 0, 10+len(payload)), true, op, payload))
+	if errors.Is(err, nbio.ErrOverflow) {
+		w.stats.SlowConsumers.Add(1)
+	}
 	return err
 }
 
@@ -164,6 +169,12 @@ func (w *wsConn) failLocked(code int, reason string) {
 		return
 	}
 	w.closing = true
+	switch code {
+	case wsproto.CloseProtocolError, wsproto.CloseInvalidPayload, wsproto.CloseTooBig:
+		w.stats.ProtocolErrors.Add(1)
+	case wsproto.ClosePolicyViolation:
+		w.stats.PolicyCloses.Add(1)
+	}
 	if !w.attached {
 		w.pending = int16(code)
 		return

@@ -42,12 +42,6 @@ func handleServerLoad(svc *dashboard.Service) http.Handler {
 	})
 }
 
-func handleNotFound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		encodeError(w, http.StatusNotFound, "not found")
-	})
-}
-
 // handleHistory serves ?range=1h|24h|7d (1h when absent).
 func handleHistory(svc *dashboard.Service, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

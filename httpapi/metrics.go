@@ -8,10 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Gauge is one number exported on /metrics, read when scraped.
+// Gauge is one number exported on /metrics, read when scraped. Counter
+// marks a number that only grows (exported as a Prometheus counter).
 type Gauge struct {
 	Name, Help string
 	Value      func() float64
+	Counter    bool
 }
 
 // handleMetrics serves the gauges plus Go runtime and process metrics in
@@ -20,6 +22,10 @@ func handleMetrics(gauges []Gauge) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, g := range gauges {
+		if g.Counter {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: g.Name, Help: g.Help}, g.Value))
+			continue
+		}
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.Name, Help: g.Help}, g.Value))
 	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})

@@ -22,3 +22,10 @@ echo "test: staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "test: go test -race"
 go test -race -count=1 -timeout 30m ./...
+# Each fuzz target runs briefly on top of its checked-in seed corpus
+# (testdata/fuzz), which the plain test run above already replays.
+for target in "FuzzDecoder ./internal/wsproto/" "FuzzVerify ./auth/" "FuzzClaims ./auth/"; do
+	set -- $target
+	echo "test: fuzz $1 (${FUZZTIME:-10s})"
+	go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" "$2"
+done

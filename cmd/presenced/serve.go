@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -319,6 +320,8 @@ func (m *redisMonitor) run(ctx context.Context) {
 	}
 }
 
+func count(n *atomic.Int64) func() float64 { return func() float64 { return float64(n.Load()) } }
+
 // metrics are the presence gauges served on /metrics.
 func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
 	local := func(pick func(users, conns, guests int64) int64) func() float64 {
@@ -335,6 +338,16 @@ func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
 			Value: local(func(_, _, g int64) int64 { return g })},
 		{Name: "presenced_websocket_open", Help: "Open WebSocket connections on this node.",
 			Value: func() float64 { return float64(gw.Count()) }},
+		{Name: "presenced_websocket_refused_auth_total", Help: "WebSocket handshakes refused for a missing or bad token (401).",
+			Value: count(&gw.Stats().RefusedAuth), Counter: true},
+		{Name: "presenced_websocket_refused_limit_total", Help: "WebSocket handshakes refused by MAX_CONNS_PER_IP or CONNECT_RATE_PER_IP (429).",
+			Value: count(&gw.Stats().RefusedLimit), Counter: true},
+		{Name: "presenced_websocket_protocol_errors_total", Help: "WebSocket connections closed for an RFC 6455 violation (1002, 1007, 1009).",
+			Value: count(&gw.Stats().ProtocolErrors), Counter: true},
+		{Name: "presenced_websocket_policy_closes_total", Help: "WebSocket connections closed for an unsupported message or too many pings (1008).",
+			Value: count(&gw.Stats().PolicyCloses), Counter: true},
+		{Name: "presenced_websocket_slow_consumers_total", Help: "WebSocket connections closed because over WS_MAX_QUEUED_BYTES were queued for them.",
+			Value: count(&gw.Stats().SlowConsumers), Counter: true},
 		{Name: "presenced_presence_store_down", Help: "1 when the last write to the presence store failed.",
 			Value: func() float64 {
 				if tr.StoreDown() {

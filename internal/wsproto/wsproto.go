@@ -41,9 +41,6 @@ const (
 // MaxControlPayload is the largest payload a control frame may carry.
 const MaxControlPayload = 125
 
-// maxHeader is the longest frame header: 2 bytes, 8 of length, 4 of mask.
-const maxHeader = 14
-
 // Error is a protocol violation: the connection must be closed with Code.
 type Error struct {
 	Code   int
