@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/presenced/presenced/gateway"
+	"github.com/presenced/presenced/internal/clientip"
 )
 
 // TestChurnDropsNoHandshake: 20 workers connect, read the hello and close,
@@ -235,4 +237,57 @@ func readFrame(tb testing.TB, br *bufio.Reader) (byte, []byte) {
 		tb.Fatal(err)
 	}
 	return h[0] & 0x0F, p
+}
+
+// TestConnectRatePerIP: past the burst (twice the rate), new connections
+// from one address get 429 with Retry-After; behind a trusted proxy the
+// limit applies per forwarded client address, not to the proxy.
+func TestConnectRatePerIP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Options{
+		ConnectRatePerIP: 2,
+		ClientIP:         clientip.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}),
+	})
+	tok := token(t, "rater")
+	from := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
+	accepted := 0
+	var refused *http.Response
+	for range 6 {
+		c, resp, err := e.dial(t, dialOpts{query: "token=" + tok, header: from("198.51.100.1")})
+		if err != nil {
+			refused = resp
+			expectStatus(t, c, resp, err, http.StatusTooManyRequests)
+			break
+		}
+		readHello(t, c)
+		accepted++
+	}
+	if refused == nil {
+		t.Fatalf("6 connections in a burst from one address all accepted, want 429 after 4")
+	}
+	if accepted < 4 {
+		t.Fatalf("only %d connections accepted before 429, want the burst of 4", accepted)
+	}
+	if refused.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	// Another client behind the same proxy is not affected.
+	c, resp, err := e.dial(t, dialOpts{query: "token=" + tok, header: from("198.51.100.2")})
+	if err != nil {
+		t.Fatalf("another forwarded address: %v (%s)", err, describe(resp))
+	}
+	readHello(t, c)
+	if n := e.gw.Stats().RefusedLimit.Load(); n != 1 {
+		t.Errorf("Stats().RefusedLimit = %d, want 1", n)
+	}
+}
+
+// TestForwardedForIgnoredFromUntrustedPeer: without TRUSTED_PROXIES, a
+// client cannot dodge a per-address cap by writing X-Forwarded-For.
+func TestForwardedForIgnoredFromUntrustedPeer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Options{MaxConnsPerIP: 1})
+	e.connect(t, "first")
+	c, resp, err := e.dial(t, dialOpts{query: "token=" + token(t, "second"), header: http.Header{"X-Forwarded-For": {"203.0.113.9"}}})
+	expectStatus(t, c, resp, err, http.StatusTooManyRequests)
 }
