@@ -25,48 +25,53 @@ import (
 // fills every field, applying the documented default where a variable is
 // unset or empty.
 type Config struct {
-	Port              int            // PORT: HTTP listen port; 0 picks a free port
-	RedisURL          string         // REDIS_URL: "" runs without Redis (single node, in memory)
-	MongoURI          string         // MONGODB_URI: "" uses SQLite under DataDir
-	MongoDB           string         // MONGODB_DB: "" lets the store use the URI's database or "presenced"
-	UsersCollection   string         // USERS_COLLECTION: the application's users, read-only
-	MongoBatchSize    int            // MONGODB_BATCH_SIZE: documents per bulk write / cursor batch
-	DataDir           string         // DATA_DIR: SQLite database and other local state
-	JWTSecret         string         // JWT_SECRET: HS256 key for user tokens (secret)
-	JWKSURL           string         // JWT_JWKS_URL: JWKS endpoint for RS/ES user tokens
-	JWTIssuer         string         // JWT_ISSUER: the only accepted "iss"; "" skips the check; required with JWKSURL
-	JWTAudience       []string       // JWT_AUDIENCE: a token's "aud" must name one; nil skips the check; required with JWKSURL
-	JWTLeeway         time.Duration  // JWT_LEEWAY: clock skew allowed on exp and nbf; 0 allows none
-	AdminToken        string         // ADMIN_TOKEN: bearer token for the admin API and panel (secret)
-	OnlineUsersKey    string         // ONLINE_USERS_KEY: Redis set of online user IDs
-	KeyPrefix         string         // REDIS_KEY_PREFIX: prefix of every other Redis key; holds a {hash tag}
-	PresenceMode      string         // PRESENCE_MODE: "managed" or "external"
-	HeartbeatInterval time.Duration  // HEARTBEAT_INTERVAL: how often a node renews its liveness key
-	NodeTTL           time.Duration  // NODE_TTL: a node silent this long is dead; > HeartbeatInterval
-	NodeID            string         // NODE_ID: "" lets the wiring generate hostname-pid-random
-	BatchWindow       time.Duration  // PRESENCE_BATCH_WINDOW: presence changes are coalesced this long; 0 flushes at once
-	BatchMax          int            // PRESENCE_BATCH_MAX: users per Redis script call
-	LastSeenInterval  time.Duration  // LAST_SEEN_INTERVAL: how often last-seen times are written to the data store
-	StatsRefresh      time.Duration  // STATS_REFRESH_INTERVAL: how often cached data-store totals are refreshed
-	AllowAnonymous    bool           // ALLOW_ANONYMOUS: accept WebSocket connections without a token
-	MaxConnsPerIP     int            // MAX_CONNS_PER_IP: 0 means no limit
-	ConnectRatePerIP  int            // CONNECT_RATE_PER_IP: new WebSocket connections per second per client address, burst twice that; 0 means no limit
-	PingInterval      time.Duration  // WS_PING_INTERVAL: server ping period
-	IdleTimeout       time.Duration  // WS_IDLE_TIMEOUT: a connection silent this long is closed; > PingInterval
-	MaxMessageBytes   int            // WS_MAX_MESSAGE_BYTES: largest accepted client message
-	MaxQueuedBytes    int            // WS_MAX_QUEUED_BYTES: bytes queued for one slow client before it is closed
-	PingRate          int            // WS_PING_RATE: client pings (control and {"type":"ping"}) per second per connection
-	PingBurst         int            // WS_PING_BURST: client pings allowed in a burst; beyond rate and burst, close 1008
-	CORSOrigins       []string       // CORS_ORIGINS: allowed browser origins; "*" allows any, without credentials
-	TrustedProxies    []netip.Prefix // TRUSTED_PROXIES: peers whose X-Forwarded-For/Forwarded are believed; nil trusts none
-	AdminAuthFailures int            // ADMIN_AUTH_FAILURES: failed admin authentications per minute per client address before 429
-	ReadHeaderTimeout time.Duration  // HTTP_READ_HEADER_TIMEOUT: time allowed to send a request's headers
-	HTTPIdleTimeout   time.Duration  // HTTP_IDLE_TIMEOUT: an idle keep-alive HTTP connection is closed after this
-	MaxHeaderBytes    int            // HTTP_MAX_HEADER_BYTES: largest request line and headers
-	MaxBodyBytes      int            // HTTP_MAX_BODY_BYTES: largest request body; larger gets 413
-	LogFormat         string         // LOG_FORMAT: "text" or "json"
-	LogLevel          string         // LOG_LEVEL: "debug", "info", "warn" or "error"
-	ShutdownTimeout   time.Duration  // SHUTDOWN_TIMEOUT: graceful stop budget
+	Port                   int            // PORT: HTTP listen port; 0 picks a free port
+	RedisURL               string         // REDIS_URL: "" runs without Redis (single node, in memory)
+	MongoURI               string         // MONGODB_URI: "" uses SQLite under DataDir
+	MongoDB                string         // MONGODB_DB: "" lets the store use the URI's database or "presenced"
+	UsersCollection        string         // USERS_COLLECTION: the application's users, read-only
+	MongoBatchSize         int            // MONGODB_BATCH_SIZE: documents per bulk write / cursor batch
+	DataDir                string         // DATA_DIR: SQLite database and other local state
+	JWTSecret              string         // JWT_SECRET: HS256 key for user tokens (secret)
+	JWKSURL                string         // JWT_JWKS_URL: JWKS endpoint for RS/ES user tokens
+	JWTIssuer              string         // JWT_ISSUER: the only accepted "iss"; "" skips the check; required with JWKSURL
+	JWTAudience            []string       // JWT_AUDIENCE: a token's "aud" must name one; nil skips the check; required with JWKSURL
+	JWTLeeway              time.Duration  // JWT_LEEWAY: clock skew allowed on exp and nbf; 0 allows none
+	AdminToken             string         // ADMIN_TOKEN: bearer token for the admin API and panel (secret)
+	OnlineUsersKey         string         // ONLINE_USERS_KEY: Redis set of online user IDs
+	KeyPrefix              string         // REDIS_KEY_PREFIX: prefix of every other Redis key; holds a {hash tag}
+	PresenceMode           string         // PRESENCE_MODE: "managed" or "external"
+	HeartbeatInterval      time.Duration  // HEARTBEAT_INTERVAL: how often a node renews its liveness key
+	NodeTTL                time.Duration  // NODE_TTL: a node silent this long is dead; > HeartbeatInterval
+	NodeID                 string         // NODE_ID: "" lets the wiring generate hostname-pid-random
+	BatchWindow            time.Duration  // PRESENCE_BATCH_WINDOW: presence changes are coalesced this long; 0 flushes at once
+	BatchMax               int            // PRESENCE_BATCH_MAX: users per Redis script call
+	LastSeenInterval       time.Duration  // LAST_SEEN_INTERVAL: how often last-seen times are written to the data store
+	StatsRefresh           time.Duration  // STATS_REFRESH_INTERVAL: how often cached data-store totals are refreshed
+	AllowAnonymous         bool           // ALLOW_ANONYMOUS: accept WebSocket connections without a token
+	MaxConnsPerIP          int            // MAX_CONNS_PER_IP: 0 means no limit
+	ConnectRatePerIP       int            // CONNECT_RATE_PER_IP: new WebSocket connections per second per client address, burst twice that; 0 means no limit
+	PingInterval           time.Duration  // WS_PING_INTERVAL: server ping period
+	IdleTimeout            time.Duration  // WS_IDLE_TIMEOUT: a connection silent this long is closed; > PingInterval
+	MaxMessageBytes        int            // WS_MAX_MESSAGE_BYTES: largest accepted client message
+	MaxQueuedBytes         int            // WS_MAX_QUEUED_BYTES: bytes queued for one slow client before it is closed
+	PingRate               int            // WS_PING_RATE: client pings (control and {"type":"ping"}) per second per connection
+	PingBurst              int            // WS_PING_BURST: client pings allowed in a burst; beyond rate and burst, close 1008
+	CORSOrigins            []string       // CORS_ORIGINS: allowed browser origins; "*" allows any, without credentials
+	TrustedProxies         []netip.Prefix // TRUSTED_PROXIES: peers whose X-Forwarded-For/Forwarded are believed; nil trusts none
+	AdminAuthFailures      int            // ADMIN_AUTH_FAILURES: failed admin authentications per minute per client address before 429
+	ReadHeaderTimeout      time.Duration  // HTTP_READ_HEADER_TIMEOUT: time allowed to send a request's headers
+	HTTPIdleTimeout        time.Duration  // HTTP_IDLE_TIMEOUT: an idle keep-alive HTTP connection is closed after this
+	MaxHeaderBytes         int            // HTTP_MAX_HEADER_BYTES: largest request line and headers
+	MaxBodyBytes           int            // HTTP_MAX_BODY_BYTES: largest request body; larger gets 413
+	SocketIOPath           string         // SOCKETIO_PATH: the Socket.IO endpoint's path, "/socket.io/"
+	SocketIOPingInterval   time.Duration  // SOCKETIO_PING_INTERVAL: server ping period
+	SocketIOPingTimeout    time.Duration  // SOCKETIO_PING_TIMEOUT: unanswered ping closes the session after this
+	SocketIOMaxPayload     int            // SOCKETIO_MAX_PAYLOAD: largest polling body or WebSocket message
+	SocketIOConnectTimeout time.Duration  // SOCKETIO_CONNECT_TIMEOUT: no CONNECT within this closes the session
+	LogFormat              string         // LOG_FORMAT: "text" or "json"
+	LogLevel               string         // LOG_LEVEL: "debug", "info", "warn" or "error"
+	ShutdownTimeout        time.Duration  // SHUTDOWN_TIMEOUT: graceful stop budget
 }
 
 // Error reports one invalid variable. Value is the offending value with

@@ -391,6 +391,43 @@ func specs() []spec {
 			format: func(c Config) string { return strconv.Itoa(c.MaxBodyBytes) },
 		},
 		{
+			name: "SOCKETIO_PATH", def: "/socket.io/",
+			desc: "URL path of the Socket.IO endpoint, starting and ending with /",
+			parse: func(c *Config, v string) string {
+				if len(v) < 2 || v[0] != '/' || v[len(v)-1] != '/' || strings.ContainsAny(v, " ?#{}\x00") ||
+					v == "/api/" || strings.HasPrefix(v, "/api/admin/") || v == "/ws/" {
+					return `must be a path like /socket.io/: starting and ending with "/", no spaces, "?", "#" or braces, not under /api/admin/`
+				}
+				c.SocketIOPath = v
+				return ""
+			},
+			format: func(c Config) string { return c.SocketIOPath },
+		},
+		{
+			name: "SOCKETIO_PING_INTERVAL", def: "25s",
+			desc:   "how often the server pings each Socket.IO session, at least 10ms",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.SocketIOPingInterval }, 10*time.Millisecond, 0),
+			format: func(c Config) string { return c.SocketIOPingInterval.String() },
+		},
+		{
+			name: "SOCKETIO_PING_TIMEOUT", def: "20s",
+			desc:   "a Socket.IO session that has not answered a ping within this is closed, at least 10ms",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.SocketIOPingTimeout }, 10*time.Millisecond, 0),
+			format: func(c Config) string { return c.SocketIOPingTimeout.String() },
+		},
+		{
+			name: "SOCKETIO_MAX_PAYLOAD", def: "1000000",
+			desc:   "largest Socket.IO polling request body or WebSocket message, 1024-100000000 bytes",
+			parse:  intVar(func(c *Config) *int { return &c.SocketIOMaxPayload }, 1024, 100_000_000, "must be an integer 1024-100000000"),
+			format: func(c Config) string { return strconv.Itoa(c.SocketIOMaxPayload) },
+		},
+		{
+			name: "SOCKETIO_CONNECT_TIMEOUT", def: "45s",
+			desc:   "a Socket.IO session that has not connected to the main namespace within this is closed, at least 10ms",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.SocketIOConnectTimeout }, 10*time.Millisecond, 0),
+			format: func(c Config) string { return c.SocketIOConnectTimeout.String() },
+		},
+		{
 			name: "LOG_FORMAT", def: "text",
 			desc: "text or json",
 			parse: func(c *Config, v string) string {

@@ -79,6 +79,11 @@ type Options struct {
 	ClientIP clientip.Resolver
 	// Origins lists the allowed Origin headers; empty allows any, "*" too.
 	Origins []string
+	// SocketIO configures the Socket.IO endpoint (ServeSocketIO).
+	SocketIO SocketIOOptions
+	// Counter reads the cluster-wide counts for Socket.IO's presence:count
+	// event; nil answers that the count is unavailable.
+	Counter Counter
 	// HelloTimeout caps how long a new connection waits to be counted in
 	// the store before its hello is sent anyway; zero means 1s.
 	HelloTimeout time.Duration
@@ -95,6 +100,7 @@ type Gateway struct {
 	badAuth *ratelimit.Failures // per address and minute, so each is logged once
 	nextID  atomic.Uint64
 	stats   Stats
+	sio     *sio
 
 	mu      sync.Mutex
 	clients []*client // every open connection; client.idx is its index
@@ -164,6 +170,7 @@ func New(o Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.loop = l
+	g.sio = newSIO(g, o.SocketIO, o.Counter)
 	return g, nil
 }
 
@@ -435,8 +442,12 @@ func (g *Gateway) Count() int {
 }
 
 // Run pings every connection each PingInterval and closes those silent
-// for IdleTimeout, until ctx is done.
+// for IdleTimeout, and runs the Socket.IO sessions' pings, timeouts and
+// presence:count fan-out, until ctx is done.
 func (g *Gateway) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { defer close(done); g.sio.run(ctx) }()
+	defer func() { <-done }()
 	t := time.NewTicker(g.o.PingInterval)
 	defer t.Stop()
 	for {
@@ -470,12 +481,14 @@ func (g *Gateway) snapshot() []*client {
 
 // Shutdown refuses new connections and closes every open one with 1001
 // (going away), waiting up to a second for clients to answer their close
-// frames before the TCP connections are closed. The closes reach the
-// Tracker as disconnects before Shutdown returns.
+// frames before the TCP connections are closed; Socket.IO sessions are
+// sent a DISCONNECT first. The closes reach the Tracker as disconnects
+// before Shutdown returns. It returns the number of connections closed.
 func (g *Gateway) Shutdown() int {
 	g.mu.Lock()
 	g.closing = true
 	g.mu.Unlock()
+	nsio := g.sio.shutdown()
 	clients := g.snapshot()
 	for _, c := range clients {
 		c.fail(CloseGoingAway, "server shutting down")
@@ -490,7 +503,19 @@ func (g *Gateway) Shutdown() int {
 	for g.Count() > 0 && time.Now().Before(deadline.Add(closeGrace)) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	return len(clients)
+	return len(clients) + nsio
+}
+
+// Transports returns the open connections by transport: TransportWebSocket
+// (/ws), TransportSocketIOWebSocket and TransportSocketIOPolling (Socket.IO
+// sessions, connected to the main namespace or not yet).
+func (g *Gateway) Transports() map[string]int64 {
+	ws, polling := g.sio.counts()
+	return map[string]int64{
+		TransportWebSocket:         int64(g.Count()),
+		TransportSocketIOWebSocket: ws,
+		TransportSocketIOPolling:   polling,
+	}
 }
 
 func (g *Gateway) checkOrigin(r *http.Request) bool {

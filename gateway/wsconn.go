@@ -36,6 +36,7 @@ type wsConn struct {
 	limits *wsLimits
 	stats  *Stats
 	active atomic.Int64 // unix seconds of the last bytes from the client
+	live   atomic.Bool  // on the loop: send may write
 
 	mu         sync.Mutex // guards what follows; held while decoding
 	dec        wsproto.Decoder
@@ -149,6 +150,9 @@ func (w *wsConn) allowPingLocked() bool {
 // take at once; over the queue cap the connection is closed as a slow
 // consumer.
 func (w *wsConn) send(op byte, payload []byte) error {
+	if !w.live.Load() {
+		return net.ErrClosed // not on the loop yet (or never)
+	}
 	_, err := w.nc.Write(wsproto.AppendFrame(make([]byte, 0, 10+len(payload)), true, op, payload))
 	if errors.Is(err, nbio.ErrOverflow) {
 		w.stats.SlowConsumers.Add(1)
@@ -243,6 +247,7 @@ func (l *loop) adopt(s session, buffered []byte) error {
 		return fmt.Errorf("gateway: move connection to the event loop: %w", err)
 	}
 	w.attached = true
+	w.live.Store(true)
 	if w.closing {
 		// Failed (shutdown) while not yet on the loop.
 		w.closing = false

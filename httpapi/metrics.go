@@ -14,6 +14,9 @@ type Gauge struct {
 	Name, Help string
 	Value      func() float64
 	Counter    bool
+	// Labels are constant labels: several Gauges of one Name with
+	// different Labels make one labelled metric.
+	Labels map[string]string
 }
 
 // handleMetrics serves the gauges plus Go runtime and process metrics in
@@ -23,10 +26,10 @@ func handleMetrics(gauges []Gauge) http.Handler {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, g := range gauges {
 		if g.Counter {
-			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: g.Name, Help: g.Help}, g.Value))
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: g.Name, Help: g.Help, ConstLabels: g.Labels}, g.Value))
 			continue
 		}
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.Name, Help: g.Help}, g.Value))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.Name, Help: g.Help, ConstLabels: g.Labels}, g.Value))
 	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -18,4 +18,7 @@ func addRoutes(mux *http.ServeMux, d Deps, admin func(http.Handler) http.Handler
 	if d.WebSocket != nil {
 		mux.Handle("GET /ws", d.WebSocket)
 	}
+	if d.SocketIO != nil && d.SocketIOPath != "" {
+		mux.Handle(d.SocketIOPath, d.SocketIO)
+	}
 }

@@ -25,6 +25,10 @@ type Deps struct {
 	Admin     AdminChecker
 	// WebSocket serves GET /ws.
 	WebSocket http.Handler
+	// SocketIO serves the Socket.IO endpoint at SocketIOPath (every method:
+	// Engine.IO answers a wrong one with 400 itself).
+	SocketIO     http.Handler
+	SocketIOPath string
 	// Metrics are the gauges served on /metrics.
 	Metrics []Gauge
 	// CORSOrigins lists origins allowed to call the admin API from a

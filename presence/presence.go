@@ -69,18 +69,21 @@ type Share struct {
 // NodeInfo is what a node publishes about itself with each heartbeat, for
 // the server-load stats.
 type NodeInfo struct {
-	ID            string    `json:"id"`
-	Host          string    `json:"host"`
-	PID           int       `json:"pid"`
-	Version       string    `json:"version"`
-	Connections   int64     `json:"connections"`
-	Users         int64     `json:"users"`
-	Guests        int64     `json:"guests"`
-	CPUPercent    float64   `json:"cpuPercent"`
-	MemoryBytes   uint64    `json:"memoryBytes"`
-	Goroutines    int       `json:"goroutines"`
-	StartedAt     time.Time `json:"startedAt"`
-	LastHeartbeat time.Time `json:"lastHeartbeat"`
+	ID          string  `json:"id"`
+	Host        string  `json:"host"`
+	PID         int     `json:"pid"`
+	Version     string  `json:"version"`
+	Connections int64   `json:"connections"`
+	Users       int64   `json:"users"`
+	Guests      int64   `json:"guests"`
+	CPUPercent  float64 `json:"cpuPercent"`
+	MemoryBytes uint64  `json:"memoryBytes"`
+	Goroutines  int     `json:"goroutines"`
+	// Transports counts the node's connections by transport ("websocket"
+	// for /ws, "socketio-websocket", "socketio-polling").
+	Transports    map[string]int64 `json:"transports,omitempty"`
+	StartedAt     time.Time        `json:"startedAt"`
+	LastHeartbeat time.Time        `json:"lastHeartbeat"`
 	// Healthy is set by the reader: the node's lease has not expired.
 	Healthy bool `json:"healthy"`
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -105,14 +106,18 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		pstore, reader = ms, ms
 	}
 
-	var sampler procstat.Sampler
+	var (
+		sampler procstat.Sampler
+		gw      *gateway.Gateway // set below; the tracker's first heartbeat may come first
+		gwReady atomic.Bool
+	)
 	hostname, _ := os.Hostname()
 	localInfo := func() presence.NodeInfo {
 		cpu, rss, gor := sampler.Sample()
 		return presence.NodeInfo{
 			ID: node, Host: hostname, PID: os.Getpid(), Version: version,
 			CPUPercent: cpu, MemoryBytes: rss, Goroutines: gor,
-			StartedAt: started.UTC(), LastHeartbeat: time.Now().UTC(),
+			StartedAt: started.UTC(), LastHeartbeat: time.Now().UTC(), Transports: transports(gw, &gwReady),
 		}
 	}
 	var lastSeen *store.LastSeenWriter
@@ -126,17 +131,26 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		RefreshInterval: cfg.LastSeenInterval, Online: tracker.Users, Logger: log,
 	})
 	ips := clientip.New(cfg.TrustedProxies)
-	gw, err := gateway.New(gateway.Options{
+	gw, err = gateway.New(gateway.Options{
 		Node: node, Tracker: tracker, Verifier: verifier, AllowAnonymous: cfg.AllowAnonymous,
 		PingInterval: cfg.PingInterval, IdleTimeout: cfg.IdleTimeout, MaxMessageBytes: cfg.MaxMessageBytes,
 		MaxQueuedBytes: cfg.MaxQueuedBytes, PingRate: cfg.PingRate, PingBurst: cfg.PingBurst,
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRatePerIP, ClientIP: ips,
 		Origins: cfg.CORSOrigins, Logger: log,
+		SocketIO: gateway.SocketIOOptions{
+			PingInterval: cfg.SocketIOPingInterval, PingTimeout: cfg.SocketIOPingTimeout,
+			ConnectTimeout: cfg.SocketIOConnectTimeout, MaxPayload: cfg.SocketIOMaxPayload,
+		},
+		Counter: func(ctx context.Context) (int64, int64, error) {
+			c, err := reader.Counts(ctx)
+			return c.Users, c.Connections, err
+		},
 	})
 	if err != nil {
 		_ = ds.Close(context.Background())
 		return err
 	}
+	gwReady.Store(true)
 	dash := dashboard.New(dashboard.Options{
 		Presence: reader, Source: source, Store: ds, Tracker: tracker, Redis: probe,
 		LocalNode:    tracker.NodeInfo,
@@ -148,7 +162,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	handler := httpapi.NewServer(httpapi.Deps{
 		Logger: log, Dashboard: dash, Admin: auth.NewAdmin(adminToken, verifier),
-		WebSocket: gw, CORSOrigins: cfg.CORSOrigins, Metrics: metrics(tracker, gw),
+		WebSocket: gw, SocketIO: http.HandlerFunc(gw.ServeSocketIO), SocketIOPath: cfg.SocketIOPath, CORSOrigins: cfg.CORSOrigins, Metrics: metrics(tracker, gw),
 		ClientIP: ips, AdminFailures: cfg.AdminAuthFailures, MaxBodyBytes: int64(cfg.MaxBodyBytes),
 	})
 
@@ -320,7 +334,20 @@ func (m *redisMonitor) run(ctx context.Context) {
 	}
 }
 
+// transports returns the gateway's connections by transport, or nil
+// before the gateway exists.
+func transports(gw *gateway.Gateway, ready *atomic.Bool) map[string]int64 {
+	if !ready.Load() {
+		return nil
+	}
+	return gw.Transports()
+}
+
 func count(n *atomic.Int64) func() float64 { return func() float64 { return float64(n.Load()) } }
+
+func transport(gw *gateway.Gateway, name string) func() float64 {
+	return func() float64 { return float64(gw.Transports()[name]) }
+}
 
 // metrics are the presence gauges served on /metrics.
 func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
@@ -338,6 +365,12 @@ func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
 			Value: local(func(_, _, g int64) int64 { return g })},
 		{Name: "presenced_websocket_open", Help: "Open WebSocket connections on this node.",
 			Value: func() float64 { return float64(gw.Count()) }},
+		{Name: "presenced_connections", Help: "Open client connections on this node by transport (Socket.IO sessions counted from their open).",
+			Labels: map[string]string{"transport": gateway.TransportWebSocket}, Value: transport(gw, gateway.TransportWebSocket)},
+		{Name: "presenced_connections", Help: "Open client connections on this node by transport (Socket.IO sessions counted from their open).",
+			Labels: map[string]string{"transport": gateway.TransportSocketIOWebSocket}, Value: transport(gw, gateway.TransportSocketIOWebSocket)},
+		{Name: "presenced_connections", Help: "Open client connections on this node by transport (Socket.IO sessions counted from their open).",
+			Labels: map[string]string{"transport": gateway.TransportSocketIOPolling}, Value: transport(gw, gateway.TransportSocketIOPolling)},
 		{Name: "presenced_websocket_refused_auth_total", Help: "WebSocket handshakes refused for a missing or bad token (401).",
 			Value: count(&gw.Stats().RefusedAuth), Counter: true},
 		{Name: "presenced_websocket_refused_limit_total", Help: "WebSocket handshakes refused by MAX_CONNS_PER_IP or CONNECT_RATE_PER_IP (429).",
