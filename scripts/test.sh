@@ -16,6 +16,20 @@ fi
 # once into the user cache so the tests do not pay for it.
 scripts/build-ferretdb.sh
 
+# The Socket.IO e2e tests drive the reference client (socket.io-client) from
+# Node.js; install it from the lockfile when node_modules is missing or
+# older than package-lock.json (npm writes node_modules/.package-lock.json
+# on every install, so its age is the install's).
+sioclient=e2e/sioclient
+if [[ ! -d $sioclient/node_modules || $sioclient/package-lock.json -nt $sioclient/node_modules/.package-lock.json ]]; then
+	if ! command -v npm >/dev/null 2>&1; then
+		echo "test: npm not found: the Socket.IO e2e tests need Node.js 20 and npm" >&2
+		exit 1
+	fi
+	echo "test: npm ci --prefix $sioclient"
+	npm ci --no-audit --no-fund --prefix "$sioclient"
+fi
+
 echo "test: go vet"
 go vet ./...
 echo "test: staticcheck"
