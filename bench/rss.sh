@@ -18,6 +18,7 @@
 #   MODES=embedded bench/rss.sh       one mode
 #   IDLE=20 PORT=18500 bench/rss.sh   shorter idle, other ports
 #   KEEP_LOGS=/tmp/rss bench/rss.sh   keep the node and bench logs
+#   TRANSPORT=socketio bench/rss.sh   Socket.IO clients (WebSocket transport) instead of /ws
 #
 # It stops everything it starts by PID, also on error or SIGINT/SIGTERM.
 # It needs curl and, for the managed mode, redis-server.
@@ -30,7 +31,9 @@ PROCS=${PROCS:-4}      # bench processes (and source addresses) per node
 PER_PROC=${PER_PROC:-4750}
 IDLE=${IDLE:-120}      # seconds idle before the final readings
 SAMPLES=${SAMPLES:-5}  # VmRSS readings, one a second, after IDLE
+TRANSPORT=${TRANSPORT:-ws} # ws (/ws) or socketio (/socket.io/, WebSocket transport)
 GOAL_KIB=2.5
+[[ $TRANSPORT == socketio ]] && GOAL_KIB=3
 TOTAL=$((PROCS * PER_PROC))
 DEADLINE=$((SECONDS + ${TIME_LIMIT:-$((IDLE + 55))}))
 SECRET=rss-bench-secret-of-32-bytes-min
@@ -129,7 +132,8 @@ measure() {
 	local t0=$SECONDS bench=() ip
 	for ((k = 0; k < PROCS; k++)); do
 		ip=127.0.0.$((2 + slot * PROCS + k))
-		"$tmp/presenced" bench --url "ws://127.0.0.1:$port/ws" --secret "$SECRET" \
+		"$tmp/presenced" bench --url "ws://127.0.0.1:$port$([[ $TRANSPORT == socketio ]] && echo /socket.io/ || echo /ws)" \
+			--transport "$TRANSPORT" --secret "$SECRET" \
 			--conns "$PER_PROC" --users "$TOTAL" --offset $((k * PER_PROC)) \
 			--source-ips "$ip" --concurrency 100 --timeout 30s \
 			>"$dir/bench$k.log" 2>&1 &
@@ -211,7 +215,7 @@ workers=""
 ((status == 0)) || die "a measurement failed"
 
 echo
-echo "RSS per idle authenticated WebSocket connection: $(nproc) cores; after ${IDLE}s idle, RSS = median of $SAMPLES readings"
+echo "RSS per idle authenticated $([[ $TRANSPORT == socketio ]] && echo Socket.IO || echo WebSocket) connection: $(nproc) cores; after ${IDLE}s idle, RSS = median of $SAMPLES readings"
 printf '%-9s %7s %7s %13s %13s %9s %6s %4s %11s %7s\n' \
 	mode conns failed "baseline MiB" "at N MiB" "KiB/conn" goal met goroutines "ramp s"
 for mode in $MODES; do cat "$tmp/$mode.row"; done

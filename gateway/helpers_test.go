@@ -106,6 +106,7 @@ func newEnv(tb testing.TB, o gateway.Options) *env {
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", gw)
+	mux.HandleFunc("/socket.io/", gw.ServeSocketIO)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		cancel()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +39,8 @@ type benchOptions struct {
 	concurrency int
 	hold        time.Duration
 	timeout     time.Duration
+	transport   string // "ws" (/ws), "socketio" (Socket.IO over its WebSocket transport) or "polling"
+	poll        bool   // polling: keep a GET pending once connected
 }
 
 // benchStats are the counters a bench run reports.
@@ -71,6 +74,12 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	target, err := url.Parse(o.url)
+	if o.transport == "polling" {
+		if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+			return usageError{fmt.Sprintf("bench: --url %q is not an http:// or https:// URL", o.url)}
+		}
+		return runPollingBench(ctx, o, target, stdout)
+	}
 	if err != nil || (target.Scheme != "ws" && target.Scheme != "wss") || target.Host == "" {
 		return usageError{fmt.Sprintf("bench: --url %q is not a ws:// or wss:// URL", o.url)}
 	}
@@ -114,7 +123,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 			<-sem
 			dialing.Done()
 			if err == nil {
-				benchRead(c, st)
+				benchRead(c, st, o.transport == "socketio")
 			}
 		}()
 	}
@@ -180,6 +189,8 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.IntVar(&o.concurrency, "concurrency", 200, "dials in flight at once")
 	fs.DurationVar(&o.hold, "hold", 0, "how long to hold the connections once all are up; 0 holds them until SIGINT or SIGTERM")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "limit for one dial, handshake and hello")
+	fs.StringVar(&o.transport, "transport", "ws", `"ws" for /ws, "socketio" for Socket.IO clients on the WebSocket transport (--url ws://host:port/socket.io/), "polling" for Socket.IO on HTTP long-polling (--url http://host:port/socket.io/)`)
+	fs.BoolVar(&o.poll, "poll", true, "with --transport polling: keep a GET pending once connected (false: stop polling, the server holds the session only)")
 	if err := fs.Parse(args); err != nil {
 		return o, usageError{err.Error()}
 	}
@@ -199,6 +210,8 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 		return o, usageError{"bench: --hold must not be negative and --timeout must be positive"}
 	case o.secret == "":
 		return o, usageError{"bench: no secret: set JWT_SECRET or pass --secret"}
+	case o.transport != "ws" && o.transport != "socketio" && o.transport != "polling":
+		return o, usageError{fmt.Sprintf("bench: --transport %q: want ws, socketio or polling", o.transport)}
 	}
 	if o.users == 0 {
 		o.users = o.offset + o.conns
@@ -240,7 +253,17 @@ func benchDial(ctx context.Context, o benchOptions, target *url.URL, token strin
 	dctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	h := http.Header{"Authorization": {"Bearer " + token}}
-	c, resp, err := d.DialContext(dctx, target.String(), h)
+	u := target.String()
+	if o.transport == "socketio" {
+		h = nil // Socket.IO authenticates in its CONNECT packet
+		q := target.Query()
+		q.Set("EIO", "4")
+		q.Set("transport", "websocket")
+		t := *target
+		t.RawQuery = q.Encode()
+		u = t.String()
+	}
+	c, resp, err := d.DialContext(dctx, u, h)
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}
@@ -252,7 +275,13 @@ func benchDial(ctx context.Context, o benchOptions, target *url.URL, token strin
 		return nil, err
 	}
 	_ = c.SetReadDeadline(t0.Add(o.timeout))
-	if _, _, err := c.NextReader(); err != nil {
+	if o.transport == "socketio" {
+		if err := sioConnect(c, token); err != nil {
+			c.Close()
+			st.fail(err, 1)
+			return nil, err
+		}
+	} else if _, _, err := c.NextReader(); err != nil {
 		c.Close()
 		st.fail(fmt.Errorf("no hello: %w", err), 1)
 		return nil, err
@@ -266,9 +295,36 @@ func benchDial(ctx context.Context, o benchOptions, target *url.URL, token strin
 // only pongs and the final close.
 var benchWritePool = &sync.Pool{}
 
+// sioConnect reads the Engine.IO open packet, sends a Socket.IO CONNECT
+// with the token and waits for the CONNECT answer (answering pings).
+func sioConnect(c *websocket.Conn, token string) error {
+	_, open, err := c.ReadMessage()
+	if err != nil || len(open) == 0 || open[0] != '0' {
+		return fmt.Errorf("no Engine.IO open packet: %v", err)
+	}
+	b, _ := json.Marshal(map[string]string{"token": token})
+	if err := c.WriteMessage(websocket.TextMessage, append([]byte("40"), b...)); err != nil {
+		return fmt.Errorf("send CONNECT: %w", err)
+	}
+	for {
+		_, m, err := c.ReadMessage()
+		switch {
+		case err != nil:
+			return fmt.Errorf("no CONNECT answer: %w", err)
+		case string(m) == "2":
+			_ = c.WriteMessage(websocket.TextMessage, []byte("3"))
+		case strings.HasPrefix(string(m), "40"):
+			return nil
+		case strings.HasPrefix(string(m), "44"):
+			return fmt.Errorf("CONNECT_ERROR %s", m[2:])
+		}
+	}
+}
+
 // benchRead reads and discards messages until the connection closes;
-// gorilla answers the server's pings from inside NextReader.
-func benchRead(c *websocket.Conn, st *benchStats) {
+// gorilla answers the server's pings from inside NextReader, and with sio
+// the Engine.IO pings ("2") are answered ("3").
+func benchRead(c *websocket.Conn, st *benchStats, sio bool) {
 	c.SetPingHandler(func(data string) error {
 		st.pings.Add(1)
 		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
@@ -286,7 +342,15 @@ func benchRead(c *websocket.Conn, st *benchStats) {
 			return
 		}
 		st.msgs.Add(1)
+		var first [2]byte
+		n, _ := io.ReadFull(r, first[:])
 		_, _ = io.Copy(io.Discard, r)
+		if sio && n == 1 && first[0] == '2' {
+			st.pings.Add(1)
+			if err := c.WriteMessage(websocket.TextMessage, []byte("3")); err != nil {
+				return
+			}
+		}
 	}
 }
 
