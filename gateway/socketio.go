@@ -858,7 +858,7 @@ func (ss *sioSession) transportLost() {
 func (s *sio) run(ctx context.Context) {
 	ping := time.NewTicker(s.o.PingInterval)
 	defer ping.Stop()
-	check := time.NewTicker(min(max(s.o.PingTimeout/4, 10*time.Millisecond), time.Second))
+	check := time.NewTicker(min(max(min(s.o.PingTimeout, s.o.ConnectTimeout)/4, 10*time.Millisecond), time.Second))
 	defer check.Stop()
 	fan := time.NewTicker(time.Second)
 	defer fan.Stop()
@@ -939,7 +939,7 @@ func (s *sio) fanout(last []byte) []byte {
 // shutdown refuses new sessions and disconnects every session: "41" (so
 // clients see "io server disconnect" and do not reconnect here), then the
 // transport is closed. Polling clients get up to closeGrace to collect
-// their last packets.
+// the DISCONNECT; a GET after that gets the close packet.
 func (s *sio) shutdown() int {
 	s.mu.Lock()
 	s.closing = true
@@ -959,7 +959,9 @@ func (s *sio) shutdown() int {
 			ss.closeState("server shutting down")
 			continue
 		}
-		ss.enqueue([]byte{sioproto.EClose})
+		// The close packet comes only once the client has collected the
+		// DISCONNECT: in one response, socket.io-client acts on the close
+		// first and reports "transport close".
 		polling = append(polling, ss)
 	}
 	deadline := time.Now().Add(closeGrace)
