@@ -1,9 +1,11 @@
 package auth
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"time"
 )
 
 // Admin checks admin credentials on HTTP requests: the static admin token
@@ -14,12 +16,29 @@ type Admin struct {
 	// digests does not leak the token's length; nil when there is no token.
 	tokenHash []byte
 	verifier  *Verifier
+	sessions  *sessions
+}
+
+// AdminOptions configures an Admin's panel sessions. The zero value means
+// the defaults.
+type AdminOptions struct {
+	// Secret is mixed into the session signing key with the admin token
+	// (JWT_SECRET), so rotating either ends every session.
+	Secret []byte
+	// SessionTTL is how long a panel session lasts; zero means 12h.
+	SessionTTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // NewAdmin returns an Admin that accepts token and the admin JWTs that v
 // verifies. An empty token is never accepted; a nil v disables JWTs.
-func NewAdmin(token string, v *Verifier) *Admin {
-	a := &Admin{verifier: v}
+func NewAdmin(token string, v *Verifier, o ...AdminOptions) *Admin {
+	var opt AdminOptions
+	if len(o) > 0 {
+		opt = o[0]
+	}
+	a := &Admin{verifier: v, sessions: newSessions(token, opt.Secret, opt.SessionTTL, opt.Now)}
 	if token != "" {
 		h := sha256.Sum256([]byte(token))
 		a.tokenHash = h[:]
@@ -29,12 +48,19 @@ func NewAdmin(token string, v *Verifier) *Admin {
 
 // Check reports whether r carries admin credentials: "Authorization: Bearer
 // <token>" where <token> is the admin token (compared in constant time) or a
-// JWT that the Verifier accepts with role "admin". Further credentials, such
-// as the admin panel's session cookie, belong here too, so that callers keep
-// calling Check alone.
+// JWT that the Verifier accepts with role "admin"; without an Authorization
+// header, a valid panel session cookie (see Login).
 func (a *Admin) Check(r *http.Request) bool {
 	tok, ok := bearer(r)
 	if !ok {
+		return a.ByCookie(r)
+	}
+	return a.token(r.Context(), tok)
+}
+
+// token reports whether tok is the admin token or an admin JWT.
+func (a *Admin) token(ctx context.Context, tok string) bool {
+	if tok == "" {
 		return false
 	}
 	if a.tokenHash != nil {
@@ -44,7 +70,7 @@ func (a *Admin) Check(r *http.Request) bool {
 		}
 	}
 	if a.verifier != nil && looksLikeJWT(tok) {
-		c, err := a.verifier.Verify(r.Context(), tok)
+		c, err := a.verifier.Verify(ctx, tok)
 		return err == nil && c.IsAdmin()
 	}
 	return false

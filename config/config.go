@@ -64,6 +64,7 @@ type Config struct {
 	HTTPIdleTimeout        time.Duration  // HTTP_IDLE_TIMEOUT: an idle keep-alive HTTP connection is closed after this
 	MaxHeaderBytes         int            // HTTP_MAX_HEADER_BYTES: largest request line and headers
 	MaxBodyBytes           int            // HTTP_MAX_BODY_BYTES: largest request body; larger gets 413
+	AdminSessionTTL        time.Duration  // ADMIN_SESSION_TTL: how long a panel login lasts
 	SocketIOPath           string         // SOCKETIO_PATH: the Socket.IO endpoint's path, "/socket.io/"
 	SocketIOPingInterval   time.Duration  // SOCKETIO_PING_INTERVAL: server ping period
 	SocketIOPingTimeout    time.Duration  // SOCKETIO_PING_TIMEOUT: unanswered ping closes the session after this

@@ -83,6 +83,7 @@ func TestLoadDefaults(t *testing.T) {
 		HTTPIdleTimeout:        120 * time.Second,
 		MaxHeaderBytes:         65536,
 		MaxBodyBytes:           1 << 20,
+		AdminSessionTTL:        12 * time.Hour,
 		SocketIOPath:           "/socket.io/",
 		SocketIOPingInterval:   25 * time.Second,
 		SocketIOPingTimeout:    20 * time.Second,

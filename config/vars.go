@@ -391,6 +391,12 @@ func specs() []spec {
 			format: func(c Config) string { return strconv.Itoa(c.MaxBodyBytes) },
 		},
 		{
+			name: "ADMIN_SESSION_TTL", def: "12h",
+			desc:   "how long an admin panel login lasts, 1m-720h",
+			parse:  durationVar(func(c *Config) *time.Duration { return &c.AdminSessionTTL }, time.Minute, 720*time.Hour),
+			format: func(c Config) string { return c.AdminSessionTTL.String() },
+		},
+		{
 			name: "SOCKETIO_PATH", def: "/socket.io/",
 			desc: "URL path of the Socket.IO endpoint, starting and ending with /",
 			parse: func(c *Config, v string) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -94,17 +95,29 @@ func (g *adminGuard) allow(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if g.check != nil && g.check.Check(r) {
+		// Without an Authorization header it was the panel's cookie: a
+		// request that may change state must come from our own pages.
+		if r.Header.Get("Authorization") == "" && unsafeMethod(r.Method) && !sameOrigin(r, g.ips) {
+			encodeError(w, http.StatusForbidden, "cross-site request refused")
+			return false
+		}
 		return true
 	}
+	g.failed(r, ip)
+	w.Header().Set("WWW-Authenticate", `Bearer realm="presenced"`)
+	encodeError(w, http.StatusUnauthorized, "admin credentials required")
+	return false
+}
+
+// failed counts a failed admin authentication from ip and logs the first
+// of each minute and the one that starts the throttle.
+func (g *adminGuard) failed(r *http.Request, ip netip.Addr) {
 	switch n := g.failures.Fail(ip); {
 	case n == 1:
 		g.log.Warn("admin authentication failed", "remote", ip.String(), "path", r.URL.Path)
 	case n == g.failuresMax():
 		g.log.Warn("admin authentication throttled", "remote", ip.String(), "failures", n, "for", "rest of the minute")
 	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="presenced"`)
-	encodeError(w, http.StatusUnauthorized, "admin credentials required")
-	return false
 }
 
 func (g *adminGuard) failuresMax() int { return g.failures.Max() }

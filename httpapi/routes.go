@@ -5,7 +5,8 @@ import "net/http"
 // addRoutes registers every route presenced serves: the whole API surface
 // on one screen. Requests that match no route (404) or only with another
 // method (405 with Allow) are answered by muxErrors.
-func addRoutes(mux *http.ServeMux, d Deps, admin func(http.Handler) http.Handler) {
+func addRoutes(mux *http.ServeMux, d Deps, guard *adminGuard) {
+	admin := guard.wrap
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d.Dashboard))
 	mux.Handle("GET /metrics", handleMetrics(d.Metrics))
@@ -14,6 +15,15 @@ func addRoutes(mux *http.ServeMux, d Deps, admin func(http.Handler) http.Handler
 	mux.Handle("GET /api/admin/dashboard/server-load", admin(handleServerLoad(d.Dashboard)))
 	mux.Handle("GET /api/admin/dashboard/history", admin(handleHistory(d.Dashboard, d.Logger)))
 	mux.Handle("GET /api/admin/dashboard/stream", admin(handleStream(d.Dashboard.Stream())))
+
+	if d.Panel != nil {
+		mux.Handle("GET /admin/", handlePanel(d.Panel))
+		mux.Handle("GET /admin", http.RedirectHandler("/admin/", http.StatusMovedPermanently))
+	}
+	if d.Sessions != nil {
+		mux.Handle("POST /admin/login", handleLogin(d.Sessions, guard))
+		mux.Handle("POST /admin/logout", handleLogout(d.Sessions, guard))
+	}
 
 	if d.WebSocket != nil {
 		mux.Handle("GET /ws", d.WebSocket)

@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"io/fs"
 	"log/slog"
 	"net/http"
 
@@ -38,6 +39,12 @@ type Deps struct {
 	// ClientIP finds the client address behind trusted proxies, for the
 	// admin authentication throttle and logs.
 	ClientIP clientip.Resolver
+	// Sessions are the admin panel's login sessions; nil disables
+	// /admin/login and /admin/logout.
+	Sessions PanelSessions
+	// Panel holds the panel's static files (index.html at the root); nil
+	// serves no panel.
+	Panel fs.FS
 	// MaxBodyBytes bounds request bodies (HTTP_MAX_BODY_BYTES): a larger
 	// declared body gets 413, and handlers that read one read at most this
 	// much. Zero means 1 MiB.
@@ -60,7 +67,7 @@ func NewServer(d Deps) http.Handler {
 	}
 	guard := &adminGuard{check: d.Admin, ips: d.ClientIP, failures: ratelimit.NewFailures(d.AdminFailures, nil), log: d.Logger}
 	mux := http.NewServeMux()
-	addRoutes(mux, d, guard.wrap)
+	addRoutes(mux, d, guard)
 	var h http.Handler = muxErrors(mux, guard)
 	h = limitBody(d.MaxBodyBytes)(h)
 	h = cors(d.CORSOrigins)(h)

@@ -48,7 +48,9 @@ func serveSvc(tb testing.TB, d httpapi.Deps, l httpapi.Limits) (string, *dashboa
 	wg.Add(1)
 	go func() { defer wg.Done(); svc.Run(ctx) }()
 	d.Dashboard = svc
-	d.Admin = tokenChecker{}
+	if d.Admin == nil {
+		d.Admin = tokenChecker{}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)

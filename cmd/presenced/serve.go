@@ -160,8 +160,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if rs, ok := pstore.(*redisstore.Store); ok {
 		history.Claimer = rs
 	}
+	admin := auth.NewAdmin(adminToken, verifier, auth.AdminOptions{Secret: secret, SessionTTL: cfg.AdminSessionTTL})
 	handler := httpapi.NewServer(httpapi.Deps{
-		Logger: log, Dashboard: dash, Admin: auth.NewAdmin(adminToken, verifier),
+		Logger: log, Dashboard: dash, Admin: admin, Sessions: admin,
 		WebSocket: gw, SocketIO: http.HandlerFunc(gw.ServeSocketIO), SocketIOPath: cfg.SocketIOPath, CORSOrigins: cfg.CORSOrigins, Metrics: metrics(tracker, gw),
 		ClientIP: ips, AdminFailures: cfg.AdminAuthFailures, MaxBodyBytes: int64(cfg.MaxBodyBytes),
 	})
