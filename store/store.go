@@ -80,6 +80,12 @@ type Store interface {
 	// it: presenced never writes the app's users.
 	InsertUsers(ctx context.Context, users []User) error
 
+	// InsertUsersCount is InsertUsers that also returns how many users it
+	// inserted: those whose ID was neither stored already nor earlier in
+	// users. The seed command calls it to say how many users were new. On
+	// error, inserted counts the batches written before the failing one.
+	InsertUsersCount(ctx context.Context, users []User) (inserted int, err error)
+
 	// Close releases the database connection.
 	Close(ctx context.Context) error
 }

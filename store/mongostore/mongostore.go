@@ -302,6 +302,14 @@ func (s *Store) History(ctx context.Context, from, to time.Time) ([]store.Histor
 // string. Duplicate _id errors are ignored: an existing user is left as it
 // is.
 func (s *Store) InsertUsers(ctx context.Context, users []store.User) error {
+	_, err := s.InsertUsersCount(ctx, users)
+	return err
+}
+
+// InsertUsersCount is InsertUsers that returns how many documents it
+// inserted: each batch's size less its duplicate _id errors.
+func (s *Store) InsertUsersCount(ctx context.Context, users []store.User) (int, error) {
+	inserted := 0
 	for chunk := range slices.Chunk(users, s.batch) {
 		docs := make([]any, len(chunk))
 		for i, u := range chunk {
@@ -309,10 +317,15 @@ func (s *Store) InsertUsers(ctx context.Context, users []store.User) error {
 		}
 		_, err := s.users.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 		if err != nil && !onlyDuplicateKeys(err) {
-			return fmt.Errorf("mongostore: insert users (%d): %w", len(users), wrapErr(err))
+			return inserted, fmt.Errorf("mongostore: insert users (%d): %w", len(users), wrapErr(err))
+		}
+		inserted += len(chunk)
+		var bwe mongo.BulkWriteException
+		if errors.As(err, &bwe) {
+			inserted -= len(bwe.WriteErrors) // one per duplicate, unordered
 		}
 	}
-	return nil
+	return inserted, nil
 }
 
 // Close disconnects from the server.

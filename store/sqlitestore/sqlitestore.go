@@ -203,24 +203,40 @@ func (s *Store) History(ctx context.Context, from, to time.Time) ([]store.Histor
 // InsertUsers adds users in transactions of at most 500 rows; a user whose
 // ID exists already is left as it is.
 func (s *Store) InsertUsers(ctx context.Context, users []store.User) error {
+	_, err := s.InsertUsersCount(ctx, users)
+	return err
+}
+
+// InsertUsersCount is InsertUsers that returns how many rows it inserted.
+func (s *Store) InsertUsersCount(ctx context.Context, users []store.User) (int, error) {
 	if err := s.check(); err != nil {
-		return err
+		return 0, err
 	}
+	inserted := 0
 	for chunk := range slices.Chunk(users, batchSize) {
+		n := 0
 		err := s.inTx(ctx, `INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`,
 			func(stmt *sql.Stmt) error {
 				for _, u := range chunk {
-					if _, err := stmt.ExecContext(ctx, u.ID, u.CreatedAt.UnixMilli()); err != nil {
+					res, err := stmt.ExecContext(ctx, u.ID, u.CreatedAt.UnixMilli())
+					if err != nil {
 						return err
 					}
+					// 0 when the ID exists: DO NOTHING skipped the row.
+					rows, err := res.RowsAffected()
+					if err != nil {
+						return err
+					}
+					n += int(rows)
 				}
 				return nil
 			})
 		if err != nil {
-			return fmt.Errorf("sqlitestore: insert users (%d): %w", len(users), err)
+			return inserted, fmt.Errorf("sqlitestore: insert users (%d): %w", len(users), err)
 		}
+		inserted += n
 	}
-	return nil
+	return inserted, nil
 }
 
 // Close closes the database. Later calls return an error wrapping

@@ -31,6 +31,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"NewUsersTodayBoundary", testNewUsersTodayBoundary},
 		{"ObjectIDAndStringIDs", testObjectIDAndStringIDs},
 		{"InsertUsersKeepsExisting", testInsertUsersKeepsExisting},
+		{"InsertUsersCount", testInsertUsersCount},
+		{"InsertUsersCountManyBatches", testInsertUsersCountManyBatches},
 		{"ActiveUsers24hBoundary", testActiveUsers24hBoundary},
 		{"LastSeenUpsert", testLastSeenUpsert},
 		{"LastSeenMonotonic", testLastSeenMonotonic},
@@ -179,6 +181,53 @@ func testInsertUsersKeepsExisting(t *testing.T, s store.Store) {
 	})
 	if got := mustUserStats(t, s, base); got.TotalUsers != 3 || got.NewUsersToday != 1 {
 		t.Errorf("UserStats = %+v, want TotalUsers 3, NewUsersToday 1", got)
+	}
+}
+
+func testInsertUsersCount(t *testing.T, s store.Store) {
+	const oid = "65f1a2b3c4d5e6f708192a3b"
+	if n := mustInsertUsersCount(t, s, []store.User{
+		{ID: oid, CreatedAt: base},
+		{ID: "u0", CreatedAt: base},
+		{ID: "u1", CreatedAt: base},
+	}); n != 3 {
+		t.Errorf("InsertUsersCount into an empty store = %d, want 3", n)
+	}
+	// Two stored already, two new, and one new twice in the same call:
+	// only its first copy is inserted.
+	if n := mustInsertUsersCount(t, s, []store.User{
+		{ID: oid, CreatedAt: base},
+		{ID: "u1", CreatedAt: base},
+		{ID: "u2", CreatedAt: base},
+		{ID: "u3", CreatedAt: base},
+		{ID: "u2", CreatedAt: base},
+	}); n != 2 {
+		t.Errorf("InsertUsersCount with 2 new of 5 = %d, want 2", n)
+	}
+	if n := mustInsertUsersCount(t, s, []store.User{{ID: "u0", CreatedAt: base}, {ID: oid, CreatedAt: base}}); n != 0 {
+		t.Errorf("InsertUsersCount of stored users = %d, want 0", n)
+	}
+	if got := mustUserStats(t, s, base); got.TotalUsers != 5 {
+		t.Errorf("TotalUsers = %d, want 5", got.TotalUsers)
+	}
+}
+
+// testInsertUsersCountManyBatches inserts more users than one batch holds,
+// some stored already, so the count adds up over batches with and without
+// duplicates.
+func testInsertUsersCountManyBatches(t *testing.T, s store.Store) {
+	users := make([]store.User, 130)
+	for i := range users {
+		users[i] = store.User{ID: fmt.Sprintf("user-%03d", i), CreatedAt: base}
+	}
+	if n := mustInsertUsersCount(t, s, users[:50]); n != 50 {
+		t.Errorf("InsertUsersCount(50 new) = %d, want 50", n)
+	}
+	if n := mustInsertUsersCount(t, s, users); n != 80 {
+		t.Errorf("InsertUsersCount(130, 50 stored) = %d, want 80", n)
+	}
+	if got := mustUserStats(t, s, base); got.TotalUsers != 130 {
+		t.Errorf("TotalUsers = %d, want 130", got.TotalUsers)
 	}
 }
 
@@ -350,6 +399,9 @@ func testEmptyWrites(t *testing.T, s store.Store) {
 	if err := s.InsertUsers(c, nil); err != nil {
 		t.Errorf("InsertUsers(nil): %v", err)
 	}
+	if n, err := s.InsertUsersCount(c, nil); n != 0 || err != nil {
+		t.Errorf("InsertUsersCount(nil) = %d, %v; want 0, nil", n, err)
+	}
 }
 
 func checkPoints(t *testing.T, got, want []store.HistoryPoint) {
@@ -370,6 +422,15 @@ func mustInsertUsers(t *testing.T, s store.Store, users []store.User) {
 	if err := s.InsertUsers(ctx(t), users); err != nil {
 		t.Fatalf("InsertUsers(%d): %v", len(users), err)
 	}
+}
+
+func mustInsertUsersCount(t *testing.T, s store.Store, users []store.User) int {
+	t.Helper()
+	n, err := s.InsertUsersCount(ctx(t), users)
+	if err != nil {
+		t.Fatalf("InsertUsersCount(%d): %v", len(users), err)
+	}
+	return n
 }
 
 func mustTouch(t *testing.T, s store.Store, seen []store.LastSeen) {
