@@ -8,6 +8,7 @@
   var LOAD_INTERVAL_MS = 5000; // server-load poll (the overview is never polled)
   var HISTORY_REFRESH_MS = 60000; // 24h/7d charts: one new bucket at most this often
   var LIVE_WINDOW_S = 3600; // the 1h chart keeps the last hour
+  var SPANS = { "1h": 3600, "24h": 86400, "7d": 7 * 86400 };
   var METRICS = ["onlineUsers", "onlineConnections", "onlineGuests", "peakOnlineToday",
     "totalUsers", "newUsersToday", "activeUsers24h"];
 
@@ -54,6 +55,7 @@
   var hist = { range: "", xs: [], users: [], conns: [] };
   var live = []; // [t (s), onlineUsers, onlineConnections] from the stream, last hour
   var historySeq = 0;
+  var aborter = null; // aborts the running dashboard's requests on stop()
 
   // ---- helpers ------------------------------------------------------------
 
@@ -61,8 +63,11 @@
 
   function setText(node, text) { node.textContent = text; }
 
-  function req(path, opts) {
+  // req fetches a same-origin path; the dashboard's own requests (scoped)
+  // are aborted when it stops, so that none answers after a logout.
+  function req(path, opts, scoped) {
     opts = opts || {};
+    if (scoped && aborter) opts.signal = aborter.signal;
     opts.credentials = "same-origin";
     opts.cache = "no-store";
     opts.headers = opts.headers || {};
@@ -198,6 +203,7 @@
 
   el.logout.addEventListener("click", function () {
     el.logout.disabled = true;
+    stop(); // nothing of the dashboard may run into the ended session
     req("/admin/logout", { method: "POST" }).then(function (res) {
       if (!res.ok && res.status !== 401) {
         return errorMessage(res).then(function (msg) { showLogin("logout: " + msg); });
@@ -247,6 +253,7 @@
   function run(overview) {
     stop();
     running = true;
+    aborter = typeof AbortController !== "undefined" ? new AbortController() : null;
     var gen = generation;
     show(el.pageError, false);
     show(el.login, false);
@@ -267,6 +274,7 @@
     running = false;
     generation++;
     if (stream) { stream.close(); stream = null; }
+    if (aborter) { aborter.abort(); aborter = null; }
     clearTimeout(reopenTimer);
     clearTimeout(loadTimer);
     clearTimeout(historyTimer);
@@ -342,7 +350,7 @@
   function checkSession(gen, es) {
     if (checking) return;
     checking = true;
-    req(API + "overview").then(function (res) {
+    req(API + "overview", null, true).then(function (res) {
       if (gen !== generation) return;
       if (res.status === 401) {
         showLogin("session expired; log in again");
@@ -379,7 +387,11 @@
       height: plotHeight(),
       cursor: { drag: { x: false, y: false } },
       scales: {
-        x: { time: true },
+        // the whole range chosen, ending now, however few points there are
+        x: { time: true, range: function (u, min, max) {
+          var end = Math.max(Date.now() / 1000, isNum(max) ? max : 0);
+          return [end - (SPANS[range] || LIVE_WINDOW_S), end];
+        } },
         y: { range: function (u, min, max) { return [0, Math.max(1, Math.ceil(max * 1.1))]; } }
       },
       series: [
@@ -480,7 +492,7 @@
     var seq = ++historySeq, gen = generation;
     clearTimeout(historyTimer);
     el.chart.setAttribute("aria-busy", "true");
-    req(API + "history?range=" + encodeURIComponent(r)).then(function (res) {
+    req(API + "history?range=" + encodeURIComponent(r), null, true).then(function (res) {
       if (seq !== historySeq || gen !== generation) return;
       if (res.status === 401) { showLogin("session expired; log in again"); return; }
       if (!res.ok) {
@@ -526,7 +538,7 @@
 
   function pollLoad(gen) {
     if (gen !== generation) return;
-    req(API + "server-load").then(function (res) {
+    req(API + "server-load", null, true).then(function (res) {
       if (gen !== generation) return;
       if (res.status === 401) { showLogin("session expired; log in again"); return; }
       if (!res.ok) {
