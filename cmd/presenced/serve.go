@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ import (
 	"github.com/presenced/presenced/store"
 	"github.com/presenced/presenced/store/mongostore"
 	"github.com/presenced/presenced/store/sqlitestore"
+	"github.com/presenced/presenced/web"
 )
 
 // serve wires the configured implementations together, serves until ctx
@@ -162,7 +164,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	admin := auth.NewAdmin(adminToken, verifier, auth.AdminOptions{Secret: secret, SessionTTL: cfg.AdminSessionTTL})
 	handler := httpapi.NewServer(httpapi.Deps{
-		Logger: log, Dashboard: dash, Admin: admin, Sessions: admin,
+		Logger: log, Dashboard: dash, Admin: admin, Sessions: admin, Panel: panelFiles(),
 		WebSocket: gw, SocketIO: http.HandlerFunc(gw.ServeSocketIO), SocketIOPath: cfg.SocketIOPath, CORSOrigins: cfg.CORSOrigins, Metrics: metrics(tracker, gw),
 		ClientIP: ips, AdminFailures: cfg.AdminAuthFailures, MaxBodyBytes: int64(cfg.MaxBodyBytes),
 	})
@@ -333,6 +335,15 @@ func (m *redisMonitor) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// panelFiles returns the admin panel's files embedded in the binary.
+func panelFiles() fs.FS {
+	sub, err := fs.Sub(web.Static, "static")
+	if err != nil { // only if the embed directive changed
+		panic(err)
+	}
+	return sub
 }
 
 // transports returns the gateway's connections by transport, or nil
