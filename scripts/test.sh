@@ -30,6 +30,16 @@ if [[ ! -d $sioclient/node_modules || $sioclient/package-lock.json -nt $sioclien
 	npm ci --no-audit --no-fund --prefix "$sioclient"
 fi
 
+# The admin panel's e2e test (TestAdminPanelBrowser) drives a headless
+# chromium; without it the test fails rather than skips.
+if [[ ! -x /usr/bin/chromium ]]; then
+	echo "test: installing chromium with apt"
+	sudo_cmd=""
+	[[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
+	$sudo_cmd apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+
 echo "test: go vet"
 go vet ./...
 echo "test: staticcheck"
