@@ -87,6 +87,10 @@ type sio struct {
 	polling  atomic.Int64 // sessions on the polling transport
 	ws       atomic.Int64 // sessions on the websocket transport
 	subs     atomic.Int64 // sessions subscribed to presence:count
+
+	countMu  sync.Mutex
+	countCur []byte // the last count read, {"onlineUsers":…}
+	countVer uint64 // bumped when countCur changes
 }
 
 func newSIO(g *Gateway, o SocketIOOptions, count Counter) *sio {
@@ -118,8 +122,10 @@ type sioSession struct {
 	pending   bool          // CONNECT being verified
 	user      string
 	subscribe bool
-	upgraded  bool // an upgrade was attempted
-	skip      int  // binary attachments still to drop
+	sentVer   uint64 // version of the presence:count last sent
+	sentAt    int64  // unix nanoseconds it was sent
+	upgraded  bool   // an upgrade was attempted
+	skip      int    // binary attachments still to drop
 }
 
 const (
@@ -492,17 +498,20 @@ func (ss *sioSession) onMessage(op byte, data []byte) bool {
 	var p sioproto.EPacket
 	if op == wsproto.OpBinary {
 		p = sioproto.EPacket{Type: sioproto.EMessage, Data: data, Binary: true}
-	} else {
-		var err error
-		if p, err = sioproto.ParseEPacket(data); err != nil {
-			ss.failLocked(wsproto.ClosePolicyViolation, "malformed Engine.IO packet")
-			ss.closeState("malformed packet")
-			return false
-		}
 	}
 	ss.mu.Lock()
 	probing := ss.state == stateProbing
 	ss.mu.Unlock()
+	if op != wsproto.OpBinary {
+		var err error
+		if p, err = sioproto.ParseEPacket(data); err != nil {
+			ss.failLocked(wsproto.ClosePolicyViolation, "malformed Engine.IO packet")
+			if !probing { // a failed probe leaves the polling transport alone
+				ss.closeState("malformed packet")
+			}
+			return false
+		}
+	}
 	if probing {
 		return ss.probe(p)
 	}
@@ -648,9 +657,11 @@ func (ss *sioSession) connect(sp sioproto.SPacket, onWS bool) bool {
 			ss.mu.Unlock()
 			return
 		}
+		// Counted under the lock, so a close racing with this CONNECT
+		// either sees it connected (and disconnects it) or stops it above.
 		ss.pending, ss.connected, ss.user = false, true, user
-		ss.mu.Unlock()
 		counted := g.o.Tracker.Connect(user)
+		ss.mu.Unlock()
 		t := time.NewTimer(g.o.HelloTimeout)
 		select {
 		case <-counted:
@@ -709,10 +720,28 @@ func (ss *sioSession) event(sp sioproto.SPacket) bool {
 	return true
 }
 
+// sendCount sends the current count to a new subscriber.
 func (ss *sioSession) sendCount() {
-	if b, ok := ss.s.countJSON(); ok {
-		ss.out(sioproto.AppendSPacket(nil, sioproto.SEvent, "/", -1, append(append([]byte(`["presence:count",`), b...), ']')))
+	s := ss.s
+	s.countMu.Lock()
+	if s.countCur == nil {
+		if b, ok := s.countJSON(); ok {
+			s.countCur, s.countVer = b, s.countVer+1
+		}
 	}
+	cur, ver := s.countCur, s.countVer
+	s.countMu.Unlock()
+	if cur == nil {
+		return
+	}
+	ss.mu.Lock()
+	ss.sentVer, ss.sentAt = ver, time.Now().UnixNano()
+	ss.mu.Unlock()
+	ss.out(countEvent(cur))
+}
+
+func countEvent(b []byte) []byte {
+	return sioproto.AppendSPacket(nil, sioproto.SEvent, "/", -1, append(append([]byte(`["presence:count",`), b...), ']'))
 }
 
 // countJSON returns {"onlineUsers":N,"onlineConnections":M}.
@@ -860,9 +889,8 @@ func (s *sio) run(ctx context.Context) {
 	defer ping.Stop()
 	check := time.NewTicker(min(max(min(s.o.PingTimeout, s.o.ConnectTimeout)/4, 10*time.Millisecond), time.Second))
 	defer check.Stop()
-	fan := time.NewTicker(time.Second)
+	fan := time.NewTicker(fanEvery)
 	defer fan.Stop()
-	var last []byte
 	for {
 		select {
 		case <-ctx.Done():
@@ -871,8 +899,8 @@ func (s *sio) run(ctx context.Context) {
 			s.pingAll()
 		case now := <-check.C:
 			s.expire(now)
-		case <-fan.C:
-			last = s.fanout(last)
+		case now := <-fan.C:
+			s.fanout(now)
 		}
 	}
 }
@@ -914,26 +942,42 @@ func (s *sio) expire(now time.Time) {
 	}
 }
 
-// fanout sends presence:count to every subscriber when it differs from
-// last: one count read per node and second for all of them.
-func (s *sio) fanout(last []byte) []byte {
+// fanEvery is how often the count is read while anyone is subscribed;
+// each subscriber still gets at most one presence:count a second.
+const fanEvery = 250 * time.Millisecond
+
+// fanout reads the count once for the whole node and sends it to every
+// subscriber that has not got this version and was last sent one at
+// least a second ago.
+func (s *sio) fanout(now time.Time) {
 	if s.subs.Load() == 0 {
-		return last
+		return
 	}
 	b, ok := s.countJSON()
-	if !ok || string(b) == string(last) {
-		return last
+	s.countMu.Lock()
+	if ok && string(b) != string(s.countCur) {
+		s.countCur, s.countVer = b, s.countVer+1
 	}
-	pkt := sioproto.AppendSPacket(nil, sioproto.SEvent, "/", -1, append(append([]byte(`["presence:count",`), b...), ']'))
+	cur, ver := s.countCur, s.countVer
+	s.countMu.Unlock()
+	if cur == nil {
+		return
+	}
+	var pkt []byte
 	for _, ss := range s.snapshot() {
 		ss.mu.Lock()
-		sub := ss.subscribe
+		due := ss.subscribe && ss.sentVer != ver && now.UnixNano()-ss.sentAt >= int64(time.Second)
+		if due {
+			ss.sentVer, ss.sentAt = ver, now.UnixNano()
+		}
 		ss.mu.Unlock()
-		if sub {
+		if due {
+			if pkt == nil {
+				pkt = countEvent(cur)
+			}
 			ss.out(pkt)
 		}
 	}
-	return b
 }
 
 // shutdown refuses new sessions and disconnects every session: "41" (so

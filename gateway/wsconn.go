@@ -267,4 +267,15 @@ func (w *wsConn) closeNow() {
 	_ = w.nc.Close()
 }
 
-func (l *loop) stop() { l.engine.Stop() }
+// stop stops the loop, closing its connections. nbio v1.6.8 can miss a
+// Stop that comes before its pollers have started (each clears its stop
+// flag as it starts), and then waits for ever; so the wait is bounded: a
+// process that stops that soon is exiting anyway.
+func (l *loop) stop() {
+	done := make(chan struct{})
+	go func() { defer close(done); l.engine.Stop() }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+}

@@ -199,8 +199,8 @@ func EventName(data []byte) (string, error) {
 		return "", ErrMalformed
 	}
 	var name string
-	if err := json.Unmarshal(args[0], &name); err != nil {
-		return "", ErrMalformed
+	if args[0][0] != '"' || json.Unmarshal(args[0], &name) != nil {
+		return "", ErrMalformed // null, a number or an object is no name
 	}
 	return name, nil
 }

@@ -221,7 +221,7 @@ func TestParseSPacket(t *testing.T) {
 		{in: `2"a"`, wantErr: true},
 		{in: `2["a"`, wantErr: true},
 		{in: `2 ["a"]`, wantErr: true}, // valid JSON, but not an array at once
-		{in: "2/admin", wantErr: true},  // a namespace without comma swallows the rest
+		{in: "2/admin", wantErr: true}, // a namespace without comma swallows the rest
 		// ACK
 		{in: `31["x"]`, want: sp{SAck, 0, "/", 1, `["x"]`, true}},
 		{in: `3/admin,5[]`, want: sp{SAck, 0, "/admin", 5, `[]`, true}},
