@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lesismal/nbio"
+
 	"github.com/presenced/presenced/auth"
 	"github.com/presenced/presenced/internal/clientip"
 	"github.com/presenced/presenced/internal/ratelimit"
@@ -255,41 +257,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // connection is gone (the client left, or the server is shutting down),
 // having undone what it did, the per-IP reservation included.
 func (g *Gateway) upgrade(w http.ResponseWriter, c *client, key, subprotocol string) (<-chan struct{}, bool) {
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		g.unreserve(c.ip)
-		g.log.Debug("ws: hijack failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error")
-		return nil, false
-	}
-	// net/http's deadlines must not follow the connection to the loop.
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	var buffered []byte
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		buffered = append([]byte(nil), b...)
-	}
-	if _, err := conn.Write(wsproto.AppendSwitch(make([]byte, 0, 160), key, subprotocol)); err != nil {
-		g.unreserve(c.ip)
-		_ = conn.Close()
-		return nil, false
-	}
 	if g.isClosing() {
 		g.unreserve(c.ip)
-		_, _ = conn.Write(wsproto.AppendClose(nil, CloseGoingAway, "server shutting down"))
-		_ = conn.Close()
+		writeError(w, http.StatusServiceUnavailable, "server shutting down")
 		return nil, false
 	}
-	_ = conn.SetDeadline(time.Time{})
-	if c.nc, err = wrap(conn); err != nil {
+	nc, buffered, ok := g.takeOver(w, key, subprotocol)
+	if !ok {
 		g.unreserve(c.ip)
-		g.log.Warn("ws: connection lost in the hand-off to the event loop", "err", err)
 		return nil, false
 	}
+	c.nc = nc
 	if !g.add(c) {
-		// Shutdown began just now and did not see c.
+		// Shutdown began just now and did not see c: the client has its
+		// 101, so it gets a proper 1001 from the loop.
 		g.unreserve(c.ip)
-		_ = c.nc.Close()
+		if g.loop.adopt(c, nil) == nil {
+			c.fail(CloseGoingAway, "server shutting down")
+		}
 		return nil, false
 	}
 	counted := g.o.Tracker.Connect(c.user)
@@ -299,6 +284,36 @@ func (g *Gateway) upgrade(w http.ResponseWriter, c *client, key, subprotocol str
 		return nil, false
 	}
 	return counted, true
+}
+
+// takeOver answers a checked handshake with 101 and takes the connection
+// out of net/http, with the bytes that came after the handshake. On
+// failure the connection is gone (a failed hijack has been answered).
+func (g *Gateway) takeOver(w http.ResponseWriter, key, subprotocol string) (*nbio.Conn, []byte, bool) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		g.log.Debug("ws: hijack failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+		return nil, nil, false
+	}
+	var buffered []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		buffered = append([]byte(nil), b...)
+	}
+	// net/http's deadlines must not follow the connection to the loop.
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write(wsproto.AppendSwitch(make([]byte, 0, 160), key, subprotocol)); err != nil {
+		_ = conn.Close()
+		return nil, nil, false
+	}
+	_ = conn.SetDeadline(time.Time{})
+	nc, err := wrap(conn)
+	if err != nil {
+		g.log.Warn("ws: connection lost in the hand-off to the event loop", "err", err)
+		return nil, nil, false
+	}
+	return nc, buffered, true
 }
 
 func (g *Gateway) authenticate(ctx context.Context, token string) (user string, err error) {

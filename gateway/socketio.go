@@ -406,7 +406,7 @@ func (s *sio) openWebSocket(w http.ResponseWriter, r *http.Request, sid string) 
 		writeError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
-	nc, buffered, ok := s.takeOver(w, key)
+	nc, buffered, ok := s.g.takeOver(w, key, "")
 	if !ok {
 		s.g.unreserve(ip)
 		return
@@ -442,7 +442,7 @@ func (s *sio) upgrade(w http.ResponseWriter, r *http.Request, sid, key string) {
 		eioError(w, http.StatusBadRequest, 3, "Bad request: session cannot upgrade")
 		return
 	}
-	nc, buffered, ok := s.takeOver(w, key)
+	nc, buffered, ok := s.g.takeOver(w, key, "")
 	if !ok {
 		return
 	}
@@ -458,32 +458,6 @@ func (s *sio) upgrade(w http.ResponseWriter, r *http.Request, sid, key string) {
 	if err := s.g.loop.adopt(ss, buffered); err != nil {
 		ss.transportLost()
 	}
-}
-
-// takeOver answers the handshake and takes the connection out of
-// net/http.
-func (s *sio) takeOver(w http.ResponseWriter, key string) (*nbio.Conn, []byte, bool) {
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal error")
-		return nil, nil, false
-	}
-	var buffered []byte
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		buffered = append([]byte(nil), b...)
-	}
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Write(wsproto.AppendSwitch(make([]byte, 0, 160), key, "")); err != nil {
-		_ = conn.Close()
-		return nil, nil, false
-	}
-	_ = conn.SetDeadline(time.Time{})
-	nc, err := wrap(conn)
-	if err != nil {
-		return nil, nil, false
-	}
-	return nc, buffered, true
 }
 
 func (s *sio) isClosing() bool {
