@@ -129,28 +129,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	dialing.Wait()
 	elapsed := time.Since(start)
-	up, failed := st.up.Load(), st.failed.Load()
-	fmt.Fprintf(stdout, "up %d conns in %.1f s, failures %d\n", up, elapsed.Seconds(), failed)
-	tooMany := failed*100 > int64(o.conns)
-	if tooMany {
-		// Scripts wait for READY: they must not take this run for a good one.
-		fmt.Fprintln(stdout, "NOT READY: over 1% failed")
-	} else {
-		fmt.Fprintln(stdout, "READY")
-	}
-
-	if ctx.Err() == nil && !tooMany {
-		if o.hold > 0 {
-			t := time.NewTimer(o.hold)
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
-		} else {
-			<-ctx.Done()
-		}
-	}
+	tooMany := readyAndHold(ctx, o, st, elapsed, "conns", stdout)
 
 	// Close cleanly: a close frame then the socket, so the server sees a
 	// normal close rather than a reset.
@@ -171,9 +150,38 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 
 	printBenchTable(stdout, o, st, elapsed, held)
 	if tooMany {
-		return fmt.Errorf("bench: %d of %d connections failed (over 1%%)", failed, o.conns)
+		return fmt.Errorf("bench: %d of %d connections failed (over 1%%)", st.failed.Load(), o.conns)
 	}
 	return nil
+}
+
+// readyAndHold prints how many connections (of what, e.g. "conns") came
+// up and READY, or NOT READY when over 1% failed, then holds them for
+// --hold or until ctx is done. It reports whether too many failed.
+func readyAndHold(ctx context.Context, o benchOptions, st *benchStats, elapsed time.Duration, what string, stdout io.Writer) (tooMany bool) {
+	up, failed := st.up.Load(), st.failed.Load()
+	fmt.Fprintf(stdout, "up %d %s in %.1f s, failures %d\n", up, what, elapsed.Seconds(), failed)
+	tooMany = failed*100 > int64(o.conns)
+	if tooMany {
+		// Scripts wait for READY: they must not take this run for a good one.
+		fmt.Fprintln(stdout, "NOT READY: over 1% failed")
+		return true
+	}
+	fmt.Fprintln(stdout, "READY")
+	if ctx.Err() != nil {
+		return false
+	}
+	if o.hold <= 0 {
+		<-ctx.Done()
+		return false
+	}
+	t := time.NewTimer(o.hold)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
 }
 
 func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer) (benchOptions, error) {

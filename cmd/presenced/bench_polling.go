@@ -91,26 +91,7 @@ func runPollingBench(ctx context.Context, o benchOptions, target *url.URL, stdou
 	}
 	dialing.Wait()
 	elapsed := time.Since(start)
-	up, failed := st.up.Load(), st.failed.Load()
-	fmt.Fprintf(stdout, "up %d sessions in %.1f s, failures %d\n", up, elapsed.Seconds(), failed)
-	tooMany := failed*100 > int64(o.conns)
-	if tooMany {
-		fmt.Fprintln(stdout, "NOT READY: over 1% failed")
-	} else {
-		fmt.Fprintln(stdout, "READY")
-	}
-	if ctx.Err() == nil && !tooMany {
-		if o.hold > 0 {
-			t := time.NewTimer(o.hold)
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
-		} else {
-			<-ctx.Done()
-		}
-	}
+	tooMany := readyAndHold(ctx, o, st, elapsed, "sessions", stdout)
 	st.closing.Store(true)
 	held := int64(0)
 	var closing sync.WaitGroup
@@ -135,7 +116,7 @@ func runPollingBench(ctx context.Context, o benchOptions, target *url.URL, stdou
 	held -= st.dropped.Load()
 	printBenchTable(stdout, o, st, elapsed, held)
 	if tooMany {
-		return fmt.Errorf("bench: %d of %d sessions failed (over 1%%)", failed, o.conns)
+		return fmt.Errorf("bench: %d of %d sessions failed (over 1%%)", st.failed.Load(), o.conns)
 	}
 	return nil
 }
