@@ -188,23 +188,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "a WebSocket handshake is a GET")
 		return
 	}
-	key, herr := wsproto.CheckHandshake(r)
-	if herr != nil {
-		if herr.Status == http.StatusUpgradeRequired {
-			w.Header().Set("Sec-WebSocket-Version", "13")
-		}
-		writeError(w, herr.Status, herr.Reason)
+	key, ok := checkHandshake(w, r)
+	if !ok {
 		return
 	}
-	if !g.checkOrigin(r) {
-		writeError(w, http.StatusForbidden, "origin not allowed")
-		return
-	}
-	addr := g.o.ClientIP.Addr(r)
-	if g.connect != nil && !g.connect.Allow(addr) {
-		g.stats.RefusedLimit.Add(1)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "too many connection attempts from this address")
+	addr, ok := g.admit(w, r)
+	if !ok {
 		return
 	}
 	token, subprotocol := auth.UserToken(r)
@@ -222,15 +211,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "missing or invalid token")
 		return
 	}
-	var ip netip.Addr
-	if g.o.MaxConnsPerIP > 0 {
-		ip = addr
-	}
-	if status, msg := g.reserve(ip); status != 0 {
-		if status == http.StatusTooManyRequests {
-			g.stats.RefusedLimit.Add(1)
-		}
-		writeError(w, status, msg)
+	ip, ok := g.reserveFor(w, addr)
+	if !ok {
 		return
 	}
 	c := &client{g: g, user: user, ip: ip, id: g.nextID.Add(1)}
@@ -242,13 +224,68 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Greet only once the connection is counted, so a client holding its
 	// hello is always in online_users.
+	g.awaitCounted(counted)
+	_ = c.send(wsproto.OpText, g.hello(c))
+}
+
+// checkHandshake checks the WebSocket handshake and returns its key, or
+// answers the error (426 names the version we speak).
+func checkHandshake(w http.ResponseWriter, r *http.Request) (string, bool) {
+	key, herr := wsproto.CheckHandshake(r)
+	if herr != nil {
+		if herr.Status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		writeError(w, herr.Status, herr.Reason)
+		return "", false
+	}
+	return key, true
+}
+
+// admit checks a new connection's origin and the connect rate of its
+// client address, which it returns; otherwise it has answered.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (netip.Addr, bool) {
+	if !g.checkOrigin(r) {
+		writeError(w, http.StatusForbidden, "origin not allowed")
+		return netip.Addr{}, false
+	}
+	addr := g.o.ClientIP.Addr(r)
+	if g.connect != nil && !g.connect.Allow(addr) {
+		g.stats.RefusedLimit.Add(1)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "too many connection attempts from this address")
+		return netip.Addr{}, false
+	}
+	return addr, true
+}
+
+// reserveFor counts a new connection from addr against MaxConnsPerIP and
+// the shutdown; it returns the address to unreserve when the connection
+// ends (the zero Addr without a cap), or false having answered.
+func (g *Gateway) reserveFor(w http.ResponseWriter, addr netip.Addr) (netip.Addr, bool) {
+	var ip netip.Addr
+	if g.o.MaxConnsPerIP > 0 {
+		ip = addr
+	}
+	if status, msg := g.reserve(ip); status != 0 {
+		if status == http.StatusTooManyRequests {
+			g.stats.RefusedLimit.Add(1)
+		}
+		writeError(w, status, msg)
+		return netip.Addr{}, false
+	}
+	return ip, true
+}
+
+// awaitCounted waits until the Tracker has stored a new connection, at
+// most HelloTimeout.
+func (g *Gateway) awaitCounted(counted <-chan struct{}) {
 	t := time.NewTimer(g.o.HelloTimeout)
+	defer t.Stop()
 	select {
 	case <-counted:
 	case <-t.C:
 	}
-	t.Stop()
-	_ = c.send(wsproto.OpText, g.hello(c))
 }
 
 // upgrade answers the handshake, registers c, counts it in the Tracker

@@ -182,30 +182,11 @@ func eioError(w http.ResponseWriter, status, code int, msg string) {
 // rate and per-address cap. It returns the reserved address, or false
 // having answered.
 func (s *sio) admit(w http.ResponseWriter, r *http.Request) (netip.Addr, bool) {
-	g := s.g
-	if !g.checkOrigin(r) {
-		writeError(w, http.StatusForbidden, "origin not allowed")
+	addr, ok := s.g.admit(w, r)
+	if !ok {
 		return netip.Addr{}, false
 	}
-	addr := g.o.ClientIP.Addr(r)
-	if g.connect != nil && !g.connect.Allow(addr) {
-		g.stats.RefusedLimit.Add(1)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "too many connection attempts from this address")
-		return netip.Addr{}, false
-	}
-	var ip netip.Addr
-	if g.o.MaxConnsPerIP > 0 {
-		ip = addr
-	}
-	if status, msg := g.reserve(ip); status != 0 {
-		if status == http.StatusTooManyRequests {
-			g.stats.RefusedLimit.Add(1)
-		}
-		writeError(w, status, msg)
-		return netip.Addr{}, false
-	}
-	return ip, true
+	return s.g.reserveFor(w, addr)
 }
 
 // newSession registers a session; nc is its WebSocket (nil for polling).
@@ -269,35 +250,53 @@ func (s *sio) lookup(sid string) *sioSession {
 	return s.sessions[sid]
 }
 
-// poll is a long-polling GET: it answers with the queued packets, waiting
-// for some (or PollTimeout, then a noop) when there are none.
-func (s *sio) poll(w http.ResponseWriter, r *http.Request, sid string) {
+// claim finds polling session sid and marks a request of one kind (the
+// GET or the POST, whose flag slot picks) in flight. Two of a kind at once
+// break the protocol: the second closes the session (a waiting GET then
+// returns the close packet). It returns nil having answered with 400.
+func (s *sio) claim(w http.ResponseWriter, sid string, slot func(*sioSession) *bool, kind string) *sioSession {
 	ss := s.lookup(sid)
 	if ss == nil {
 		eioError(w, http.StatusBadRequest, 1, "Session ID unknown")
-		return
+		return nil
 	}
 	ss.mu.Lock()
 	switch {
 	case ss.state == stateWebSocket:
 		ss.mu.Unlock()
 		eioError(w, http.StatusBadRequest, 3, "Bad request: session upgraded to websocket")
-		return
-	case ss.getActive:
-		// Two GETs at once break the protocol: close the session; the first
-		// GET returns with the close packet.
+		return nil
+	case *slot(ss):
 		ss.mu.Unlock()
-		ss.close("concurrent polling GET")
-		eioError(w, http.StatusBadRequest, 3, "Bad request: concurrent GET")
+		ss.close("concurrent polling " + kind)
+		eioError(w, http.StatusBadRequest, 3, "Bad request: concurrent "+kind)
+		return nil
+	}
+	*slot(ss) = true
+	ss.mu.Unlock()
+	return ss
+}
+
+// getSlot and postSlot are the flags claim sets for the two kinds of
+// polling request.
+func getSlot(ss *sioSession) *bool  { return &ss.getActive }
+func postSlot(ss *sioSession) *bool { return &ss.postBusy }
+
+// release ends the request claim marked.
+func (ss *sioSession) release(slot func(*sioSession) *bool) {
+	ss.mu.Lock()
+	*slot(ss) = false
+	ss.mu.Unlock()
+}
+
+// poll is a long-polling GET: it answers with the queued packets, waiting
+// for some (or PollTimeout, then a noop) when there are none.
+func (s *sio) poll(w http.ResponseWriter, r *http.Request, sid string) {
+	ss := s.claim(w, sid, getSlot, "GET")
+	if ss == nil {
 		return
 	}
-	ss.getActive = true
-	ss.mu.Unlock()
-	defer func() {
-		ss.mu.Lock()
-		ss.getActive = false
-		ss.mu.Unlock()
-	}()
+	defer ss.release(getSlot)
 	t := time.NewTimer(s.o.PollTimeout)
 	defer t.Stop()
 	for {
@@ -327,30 +326,11 @@ func (s *sio) poll(w http.ResponseWriter, r *http.Request, sid string) {
 
 // post is a polling POST: the client's packets.
 func (s *sio) post(w http.ResponseWriter, r *http.Request, sid string) {
-	ss := s.lookup(sid)
+	ss := s.claim(w, sid, postSlot, "POST")
 	if ss == nil {
-		eioError(w, http.StatusBadRequest, 1, "Session ID unknown")
 		return
 	}
-	ss.mu.Lock()
-	switch {
-	case ss.state == stateWebSocket:
-		ss.mu.Unlock()
-		eioError(w, http.StatusBadRequest, 3, "Bad request: session upgraded to websocket")
-		return
-	case ss.postBusy:
-		ss.mu.Unlock()
-		ss.close("concurrent polling POST")
-		eioError(w, http.StatusBadRequest, 3, "Bad request: concurrent POST")
-		return
-	}
-	ss.postBusy = true
-	ss.mu.Unlock()
-	defer func() {
-		ss.mu.Lock()
-		ss.postBusy = false
-		ss.mu.Unlock()
-	}()
+	defer ss.release(postSlot)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.o.MaxPayload)))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -385,12 +365,8 @@ func writePayloadStatus(w http.ResponseWriter, s string) {
 // openWebSocket opens a session on a WebSocket (no sid), or starts the
 // upgrade of a polling session (sid).
 func (s *sio) openWebSocket(w http.ResponseWriter, r *http.Request, sid string) {
-	key, herr := wsproto.CheckHandshake(r)
-	if herr != nil {
-		if herr.Status == http.StatusUpgradeRequired {
-			w.Header().Set("Sec-WebSocket-Version", "13")
-		}
-		writeError(w, herr.Status, herr.Reason)
+	key, ok := checkHandshake(w, r)
+	if !ok {
 		return
 	}
 	if sid != "" {
@@ -636,12 +612,7 @@ func (ss *sioSession) connect(sp sioproto.SPacket, onWS bool) bool {
 		ss.pending, ss.connected, ss.user = false, true, user
 		counted := g.o.Tracker.Connect(user)
 		ss.mu.Unlock()
-		t := time.NewTimer(g.o.HelloTimeout)
-		select {
-		case <-counted:
-		case <-t.C:
-		}
-		t.Stop()
+		g.awaitCounted(counted)
 		b := make([]byte, 15)
 		_, _ = rand.Read(b)
 		ss.out(sioproto.AppendSPacket(nil, sioproto.SConnect, "/", -1, []byte(`{"sid":"`+base64.RawURLEncoding.EncodeToString(b)+`"}`)))
@@ -1000,5 +971,5 @@ func (ss *sioSession) drained() bool {
 	return len(ss.queue) == 0
 }
 
-// Counts returns the open Socket.IO sessions by transport.
+// counts returns the open Socket.IO sessions by transport.
 func (s *sio) counts() (websocket, polling int64) { return s.ws.Load(), s.polling.Load() }
