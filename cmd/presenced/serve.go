@@ -110,8 +110,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 
 	var (
 		sampler procstat.Sampler
-		gw      *gateway.Gateway // set below; the tracker's first heartbeat may come first
-		gwReady atomic.Bool
+		gw      *gateway.Gateway // set below, before the tracker runs (its heartbeats call localInfo)
 	)
 	hostname, _ := os.Hostname()
 	localInfo := func() presence.NodeInfo {
@@ -119,7 +118,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return presence.NodeInfo{
 			ID: node, Host: hostname, PID: os.Getpid(), Version: version,
 			CPUPercent: cpu, MemoryBytes: rss, Goroutines: gor,
-			StartedAt: started.UTC(), LastHeartbeat: time.Now().UTC(), Transports: transports(gw, &gwReady),
+			StartedAt: started.UTC(), LastHeartbeat: time.Now().UTC(), Transports: gw.Transports(),
 		}
 	}
 	var lastSeen *store.LastSeenWriter
@@ -152,7 +151,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = ds.Close(context.Background())
 		return err
 	}
-	gwReady.Store(true)
 	dash := dashboard.New(dashboard.Options{
 		Presence: reader, Source: source, Store: ds, Tracker: tracker, Redis: probe,
 		LocalNode:    tracker.NodeInfo,
@@ -346,27 +344,14 @@ func panelFiles() fs.FS {
 	return sub
 }
 
-// transports returns the gateway's connections by transport, or nil
-// before the gateway exists.
-func transports(gw *gateway.Gateway, ready *atomic.Bool) map[string]int64 {
-	if !ready.Load() {
-		return nil
-	}
-	return gw.Transports()
-}
-
 func count(n *atomic.Int64) func() float64 { return func() float64 { return float64(n.Load()) } }
-
-func transport(gw *gateway.Gateway, name string) func() float64 {
-	return func() float64 { return float64(gw.Transports()[name]) }
-}
 
 // metrics are the presence gauges served on /metrics.
 func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
 	local := func(pick func(users, conns, guests int64) int64) func() float64 {
 		return func() float64 { return float64(pick(tr.Local())) }
 	}
-	return []httpapi.Gauge{
+	gauges := []httpapi.Gauge{
 		{Name: "presenced_online_users", Help: "Online users in the cluster, as of this node's last write to the presence store.",
 			Value: func() float64 { return float64(tr.Online()) }},
 		{Name: "presenced_node_users", Help: "Distinct users connected to this node.",
@@ -377,12 +362,6 @@ func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
 			Value: local(func(_, _, g int64) int64 { return g })},
 		{Name: "presenced_websocket_open", Help: "Open WebSocket connections on this node.",
 			Value: func() float64 { return float64(gw.Count()) }},
-		{Name: "presenced_connections", Help: "Open client connections on this node by transport (Socket.IO sessions counted from their open).",
-			Labels: map[string]string{"transport": gateway.TransportWebSocket}, Value: transport(gw, gateway.TransportWebSocket)},
-		{Name: "presenced_connections", Help: "Open client connections on this node by transport (Socket.IO sessions counted from their open).",
-			Labels: map[string]string{"transport": gateway.TransportSocketIOWebSocket}, Value: transport(gw, gateway.TransportSocketIOWebSocket)},
-		{Name: "presenced_connections", Help: "Open client connections on this node by transport (Socket.IO sessions counted from their open).",
-			Labels: map[string]string{"transport": gateway.TransportSocketIOPolling}, Value: transport(gw, gateway.TransportSocketIOPolling)},
 		{Name: "presenced_websocket_refused_auth_total", Help: "WebSocket handshakes refused for a missing or bad token (401).",
 			Value: count(&gw.Stats().RefusedAuth), Counter: true},
 		{Name: "presenced_websocket_refused_limit_total", Help: "WebSocket handshakes refused by MAX_CONNS_PER_IP or CONNECT_RATE_PER_IP (429).",
@@ -401,4 +380,12 @@ func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
 				return 0
 			}},
 	}
+	for _, name := range []string{gateway.TransportWebSocket, gateway.TransportSocketIOWebSocket, gateway.TransportSocketIOPolling} {
+		gauges = append(gauges, httpapi.Gauge{
+			Name: "presenced_connections", Help: "Open client connections on this node by transport (Socket.IO sessions counted from their open).",
+			Labels: map[string]string{"transport": name},
+			Value:  func() float64 { return float64(gw.Transports()[name]) },
+		})
+	}
+	return gauges
 }
