@@ -89,9 +89,8 @@ func (g *adminGuard) wrap(next http.Handler) http.Handler {
 // allow reports whether r is an admin request; otherwise it has answered.
 func (g *adminGuard) allow(w http.ResponseWriter, r *http.Request) bool {
 	ip := g.ips.Addr(r)
-	if left, blocked := g.failures.Blocked(ip); blocked {
-		w.Header().Set("Retry-After", strconv.Itoa(int((left+time.Second-1)/time.Second)))
-		encodeError(w, http.StatusTooManyRequests, "too many failed admin authentications; retry later")
+	if g.throttled(w, ip) {
+		encodeError(w, http.StatusTooManyRequests, throttledMsg)
 		return false
 	}
 	if g.check != nil && g.check.Check(r) {
@@ -107,6 +106,18 @@ func (g *adminGuard) allow(w http.ResponseWriter, r *http.Request) bool {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="presenced"`)
 	encodeError(w, http.StatusUnauthorized, "admin credentials required")
 	return false
+}
+
+const throttledMsg = "too many failed admin authentications; retry later"
+
+// throttled reports whether ip has used up its failures this minute; if
+// so it sets Retry-After to the rest of the minute.
+func (g *adminGuard) throttled(w http.ResponseWriter, ip netip.Addr) bool {
+	left, blocked := g.failures.Blocked(ip)
+	if blocked {
+		w.Header().Set("Retry-After", strconv.Itoa(int((left+time.Second-1)/time.Second)))
+	}
+	return blocked
 }
 
 // failed counts a failed admin authentication from ip and logs the first

@@ -133,9 +133,8 @@ func handleLogin(sessions PanelSessions, guard *adminGuard) http.Handler {
 			return
 		}
 		ip := guard.ips.Addr(r)
-		if left, blocked := guard.failures.Blocked(ip); blocked {
-			w.Header().Set("Retry-After", strconv.Itoa(int((left+time.Second-1)/time.Second)))
-			fail(http.StatusTooManyRequests, "too many failed admin authentications; retry later")
+		if guard.throttled(w, ip) {
+			fail(http.StatusTooManyRequests, throttledMsg)
 			return
 		}
 		token, err := loginToken(w, r, isJSON)
