@@ -32,13 +32,10 @@ type AdminOptions struct {
 }
 
 // NewAdmin returns an Admin that accepts token and the admin JWTs that v
-// verifies. An empty token is never accepted; a nil v disables JWTs.
-func NewAdmin(token string, v *Verifier, o ...AdminOptions) *Admin {
-	var opt AdminOptions
-	if len(o) > 0 {
-		opt = o[0]
-	}
-	a := &Admin{verifier: v, sessions: newSessions(token, opt.Secret, opt.SessionTTL, opt.Now)}
+// verifies, and issues panel sessions as o says. An empty token is never
+// accepted; a nil v disables JWTs.
+func NewAdmin(token string, v *Verifier, o AdminOptions) *Admin {
+	a := &Admin{verifier: v, sessions: newSessions(token, o.Secret, o.SessionTTL, o.Now)}
 	if token != "" {
 		h := sha256.Sum256([]byte(token))
 		a.tokenHash = h[:]

@@ -28,21 +28,21 @@ func TestAdminCheck(t *testing.T) {
 		header string // Authorization; "" sends none
 		want   bool
 	}{
-		{"right token", NewAdmin("s3cret", v), "Bearer s3cret", true},
-		{"scheme case-insensitive", NewAdmin("s3cret", nil), "bearer s3cret", true},
-		{"wrong token", NewAdmin("s3cret", v), "Bearer s3cre", false},
-		{"longer token", NewAdmin("s3cret", v), "Bearer s3cret2", false},
-		{"no header", NewAdmin("s3cret", v), "", false},
-		{"basic scheme", NewAdmin("s3cret", v), "Basic s3cret", false},
-		{"bare token", NewAdmin("s3cret", v), "s3cret", false},
-		{"empty configured token, empty bearer", NewAdmin("", v), "Bearer ", false},
-		{"empty configured token, empty header", NewAdmin("", v), "", false},
-		{"empty configured token, some bearer", NewAdmin("", nil), "Bearer x", false},
-		{"admin JWT", NewAdmin("s3cret", v), "Bearer " + adminJWT, true},
-		{"admin JWT without admin token", NewAdmin("", v), "Bearer " + adminJWT, true},
-		{"non-admin JWT", NewAdmin("s3cret", v), "Bearer " + userJWT, false},
-		{"expired admin JWT", NewAdmin("s3cret", v), "Bearer " + expiredAdminJWT, false},
-		{"admin JWT without verifier", NewAdmin("s3cret", nil), "Bearer " + adminJWT, false},
+		{"right token", NewAdmin("s3cret", v, AdminOptions{}), "Bearer s3cret", true},
+		{"scheme case-insensitive", NewAdmin("s3cret", nil, AdminOptions{}), "bearer s3cret", true},
+		{"wrong token", NewAdmin("s3cret", v, AdminOptions{}), "Bearer s3cre", false},
+		{"longer token", NewAdmin("s3cret", v, AdminOptions{}), "Bearer s3cret2", false},
+		{"no header", NewAdmin("s3cret", v, AdminOptions{}), "", false},
+		{"basic scheme", NewAdmin("s3cret", v, AdminOptions{}), "Basic s3cret", false},
+		{"bare token", NewAdmin("s3cret", v, AdminOptions{}), "s3cret", false},
+		{"empty configured token, empty bearer", NewAdmin("", v, AdminOptions{}), "Bearer ", false},
+		{"empty configured token, empty header", NewAdmin("", v, AdminOptions{}), "", false},
+		{"empty configured token, some bearer", NewAdmin("", nil, AdminOptions{}), "Bearer x", false},
+		{"admin JWT", NewAdmin("s3cret", v, AdminOptions{}), "Bearer " + adminJWT, true},
+		{"admin JWT without admin token", NewAdmin("", v, AdminOptions{}), "Bearer " + adminJWT, true},
+		{"non-admin JWT", NewAdmin("s3cret", v, AdminOptions{}), "Bearer " + userJWT, false},
+		{"expired admin JWT", NewAdmin("s3cret", v, AdminOptions{}), "Bearer " + expiredAdminJWT, false},
+		{"admin JWT without verifier", NewAdmin("s3cret", nil, AdminOptions{}), "Bearer " + adminJWT, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
