@@ -21,6 +21,12 @@ import (
 // must rewrite its whole share with Store.Sync.
 var ErrResync = errors.New("presence: node share missing or out of date, resync needed")
 
+// ErrNodeTaken is returned by Store.Sync when another process holds the
+// node id: its lease is live and carries another process's token (two
+// processes started with one NODE_ID). Nothing is changed. The id is free
+// again once that lease expires.
+var ErrNodeTaken = errors.New("presence: node id held by another live process")
+
 // ErrNoData is returned by Reader.Counts when the store holds no count at
 // all (for example a Redis that has just come back empty).
 var ErrNoData = errors.New("presence: no online count in store")

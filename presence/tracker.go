@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,13 @@ type TrackerOptions struct {
 	// caller of Connect or Disconnect) when a user's first connection on
 	// this node opens and when its last one closes.
 	OnOnline, OnOffline func(user string)
-	Logger              *slog.Logger
+	// TakenGrace is how long the store may refuse this node's id
+	// (ErrNodeTaken) before the tracker gives up and reports it on
+	// Conflict; zero means three heartbeat intervals. Set it above the
+	// lease, so that a process restarted right after a crash waits for its
+	// predecessor's lease to run out instead of giving up.
+	TakenGrace time.Duration
+	Logger     *slog.Logger
 }
 
 // Tracker holds this node's connections, which are authoritative for the
@@ -58,6 +65,11 @@ type Tracker struct {
 	seq    uint64 // owned by the Run goroutine
 	online atomic.Int64
 	down   atomic.Bool // the last store call failed
+
+	writeErr   atomic.Pointer[error] // the last store call's error, nil after a success
+	takenSince time.Time             // first ErrNodeTaken of the current run of them; Run goroutine only
+	conflict   chan error            // receives once when the node id stays taken
+	gaveUp     bool                  // conflict was sent; Run goroutine only
 }
 
 // NewTracker returns a Tracker; call Run to start mirroring.
@@ -71,13 +83,17 @@ func NewTracker(o TrackerOptions) *Tracker {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.TakenGrace <= 0 {
+		o.TakenGrace = 3 * o.HeartbeatInterval
+	}
 	return &Tracker{
-		o:       o,
-		log:     o.Logger,
-		users:   make(map[string]int64),
-		pending: make(map[string]int64),
-		resync:  true,
-		kick:    make(chan struct{}, 1),
+		conflict: make(chan error, 1),
+		o:        o,
+		log:      o.Logger,
+		users:    make(map[string]int64),
+		pending:  make(map[string]int64),
+		resync:   true,
+		kick:     make(chan struct{}, 1),
 	}
 }
 
@@ -178,6 +194,23 @@ func (t *Tracker) Online() int64 {
 
 // StoreDown reports whether the last write to the store failed.
 func (t *Tracker) StoreDown() bool { return t.down.Load() }
+
+// WriteError returns the error of the last store call, or nil when it
+// succeeded: while it is not nil the store may not hold this node's
+// connections (Redis unreachable, refusing writes, or the node id held by
+// another process), so the counts read from it are not to be trusted.
+func (t *Tracker) WriteError() error {
+	if p := t.writeErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Conflict receives one error, naming the node id, when the store has
+// refused this node's id (another live process holds it) for longer than
+// TakenGrace: the process should stop, since its connections cannot be
+// counted.
+func (t *Tracker) Conflict() <-chan error { return t.conflict }
 
 // Run mirrors connections into the store until ctx is done: it writes
 // batches, renews the lease every heartbeat and rewrites the share when
@@ -390,7 +423,18 @@ func (t *Tracker) call(ctx context.Context, op func(context.Context) (int64, err
 	ctx, cancel := context.WithTimeout(ctx, t.o.HeartbeatInterval)
 	defer cancel()
 	n, err := op(ctx)
+	if err == nil || errors.Is(err, ErrResync) {
+		t.writeErr.Store(nil)
+	} else if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+		t.writeErr.Store(&err)
+	}
+	if !errors.Is(err, ErrNodeTaken) && !t.takenSince.IsZero() {
+		t.takenSince = time.Time{}
+		t.log.Info("node id free again; this node's connections are counted", "node", t.o.Node)
+	}
 	switch {
+	case errors.Is(err, ErrNodeTaken):
+		t.nodeTaken(err)
 	case err == nil || errors.Is(err, ErrResync):
 		if t.down.Swap(false) {
 			t.log.Info("presence store reachable again")
@@ -403,6 +447,24 @@ func (t *Tracker) call(ctx context.Context, op func(context.Context) (int64, err
 		}
 	}
 	return n, err
+}
+
+// nodeTaken handles a refusal of this node's id: logged once, given
+// TakenGrace to clear (the holder may be a crashed predecessor whose lease
+// has not run out yet), then reported on Conflict.
+func (t *Tracker) nodeTaken(err error) {
+	t.down.Store(false) // the store answers; it refuses us
+	now := time.Now()
+	if t.takenSince.IsZero() {
+		t.takenSince = now
+		t.log.Error("NODE_ID is held by another live process; this node's connections are not counted until its lease runs out",
+			"node", t.o.Node, "gives_up_in", t.o.TakenGrace, "err", err)
+		return
+	}
+	if !t.gaveUp && now.Sub(t.takenSince) >= t.o.TakenGrace {
+		t.gaveUp = true
+		t.conflict <- fmt.Errorf("presence: NODE_ID %q is in use by another live process (its lease was renewed for %v); give every node its own NODE_ID", t.o.Node, t.o.TakenGrace)
+	}
 }
 
 func (t *Tracker) release() {

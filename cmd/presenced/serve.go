@@ -127,6 +127,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		Node: node, Store: pstore, Counter: reader, BatchWindow: cfg.BatchWindow, BatchMax: cfg.BatchMax,
 		HeartbeatInterval: cfg.HeartbeatInterval, Info: localInfo,
 		OnOnline: seen, OnOffline: seen, Logger: log,
+		// A predecessor killed without leaving holds the id for at most a
+		// lease (two if an outage grace extended it): wait that long.
+		TakenGrace: 2*cfg.NodeTTL + cfg.HeartbeatInterval,
 	})
 	lastSeen = store.NewLastSeenWriter(ds, store.LastSeenOptions{
 		RefreshInterval: cfg.LastSeenInterval, Online: tracker.Users, Logger: log,
@@ -195,7 +198,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		go func() { defer wg.Done(); redisMon.run(bg) }()
 	}
 
-	<-ctx.Done()
+	var fatal error
+	select {
+	case <-ctx.Done():
+	case fatal = <-tracker.Conflict():
+		log.Error("stopping: NODE_ID is in use by another live process", "node", node, "err", fatal)
+	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -235,7 +243,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	log.Info("data store closed", "kind", ds.Kind())
 	log.Info("shutdown complete")
-	return nil
+	return fatal
 }
 
 // openStore opens the configured data store. With startDown, a MongoDB

@@ -11,7 +11,9 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +45,12 @@ type Options struct {
 	// rewritten their shares yet. Zero means 3s; set it a little above the
 	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
+	// Token identifies this process in the leases it takes; zero means a
+	// random one. Two processes that use one node id have different
+	// tokens, so the second is refused (presence.ErrNodeTaken) while the
+	// first one's lease is live, and neither can write or remove a share
+	// the other owns.
+	Token string
 }
 
 // Store is presence.Store on Redis.
@@ -52,6 +60,7 @@ type Store struct {
 	online string
 	ttl    time.Duration
 	window time.Duration
+	token  string
 
 	apply, sync, heartbeat, leave, counts, nodes *redis.Script
 }
@@ -78,7 +87,15 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if !strings.Contains(o.Prefix, "{") || !strings.Contains(o.Prefix, "}") {
 		return nil, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
 	}
-	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow}
+	if o.Token == "" {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		o.Token = hex.EncodeToString(b)
+	}
+	if strings.Contains(o.Token, ":") {
+		return nil, fmt.Errorf("redisstore: lease token %q holds a colon", o.Token)
+	}
+	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, token: o.Token}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
@@ -105,10 +122,16 @@ func (s *Store) keys(node string) []string {
 	}
 }
 
+// seq is how a node's sequence is stored: "<n>:<token>". The token makes
+// a sequence from another process with the same node id never match, so
+// apply.lua and heartbeat.lua answer RESYNC to it; sync.lua and
+// leave.lua read the owner from it (lease_owner in lib.lua).
+func (s *Store) seq(n uint64) string { return strconv.FormatUint(n, 10) + ":" + s.token }
+
 // Apply implements presence.Store.
 func (s *Store) Apply(ctx context.Context, b presence.Batch) (int64, error) {
 	args := make([]any, 0, 5+2*len(b.Deltas))
-	args = append(args, s.prefix, b.Node, strconv.FormatUint(b.Seq-1, 10), strconv.FormatUint(b.Seq, 10), b.Guests)
+	args = append(args, s.prefix, b.Node, s.seq(b.Seq-1), s.seq(b.Seq), b.Guests)
 	for _, d := range b.Deltas {
 		args = append(args, d.User, d.N)
 	}
@@ -126,7 +149,7 @@ func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
 		lost = s.window.Milliseconds()
 	}
 	args := make([]any, 0, 7+2*len(sh.Users))
-	args = append(args, s.prefix, sh.Node, strconv.FormatUint(sh.Seq, 10), s.ttl.Milliseconds(), sh.Guests, "", lost)
+	args = append(args, s.prefix, sh.Node, s.seq(sh.Seq), s.ttl.Milliseconds(), sh.Guests, "", lost)
 	for u, n := range sh.Users {
 		if n > 0 {
 			args = append(args, u, n)
@@ -147,13 +170,14 @@ func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInf
 		return fmt.Errorf("redisstore: heartbeat: %w", err)
 	}
 	err = s.heartbeat.Run(ctx, s.rdb, s.keys(info.ID),
-		s.prefix, info.ID, strconv.FormatUint(seq, 10), s.ttl.Milliseconds(), raw, s.window.Milliseconds()).Err()
+		s.prefix, info.ID, s.seq(seq), s.ttl.Milliseconds(), raw, s.window.Milliseconds()).Err()
 	return wrap("heartbeat", err)
 }
 
-// Leave implements presence.Store.
+// Leave implements presence.Store. It removes nothing when another
+// process owns the node id now.
 func (s *Store) Leave(ctx context.Context, node string) error {
-	return wrap("leave", s.leave.Run(ctx, s.rdb, s.keys(node), s.prefix, node).Err())
+	return wrap("leave", s.leave.Run(ctx, s.rdb, s.keys(node), s.prefix, node, s.token).Err())
 }
 
 // Counts implements presence.Reader. It returns presence.ErrNoData when
@@ -214,6 +238,9 @@ func (s *Store) Nodes(ctx context.Context) ([]presence.NodeInfo, error) {
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if strings.HasPrefix(err.Error(), "TAKEN") {
+		return fmt.Errorf("redisstore: %s: %w (%s)", op, presence.ErrNodeTaken, err.Error())
 	}
 	if strings.HasPrefix(err.Error(), "RESYNC") {
 		return fmt.Errorf("redisstore: %s: %w (%s)", op, presence.ErrResync, err.Error())

@@ -215,3 +215,74 @@ func TestCountExpiresWhenEveryNodeIsGone(t *testing.T) {
 		t.Fatalf("Counts = %v, want ErrNoData", err)
 	}
 }
+
+// openWith returns a second store on the keys of an existing one (same
+// prefix and online key), as another process would open them.
+func openWith(tb testing.TB, srv *testenv.Redis, prefix, online string, ttl time.Duration) *redisstore.Store {
+	tb.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	tb.Cleanup(func() { rdb.Close() })
+	s, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OnlineKey: online, NodeTTL: ttl, RecoveryWindow: time.Millisecond})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// TestDuplicateNodeIDRefused: a second process (a second Store, with its
+// own lease token) that uses a live node id is refused and changes
+// nothing; once the first one's lease has expired the id is free, and
+// the first one can no longer write, or remove, the new owner's share.
+func TestDuplicateNodeIDRefused(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ttl := 300 * time.Millisecond
+	a, rdb, p, online := mustOpen(t, srv, ttl, time.Millisecond)
+	b := openWith(t, srv, p, online, ttl)
+	if _, err := a.Sync(ctx(t), presence.Share{Node: "web-1", Seq: 1, Users: map[string]int64{"alice": 1, "bob": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.Sync(ctx(t), presence.Share{Node: "web-1", Seq: 1, Users: map[string]int64{"carol": 1}})
+	if !errors.Is(err, presence.ErrNodeTaken) {
+		t.Fatalf("second process's Sync of a live id: err = %v, want ErrNodeTaken", err)
+	}
+	if err := b.Leave(ctx(t), "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Apply(ctx(t), presence.Batch{Node: "web-1", Seq: 2, Deltas: []presence.Delta{{User: "dave", N: 1}}}); !errors.Is(err, presence.ErrResync) {
+		t.Fatalf("second process's Apply with the first one's sequence: err = %v, want ErrResync", err)
+	}
+	if err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "web-1"}); err != nil {
+		t.Fatalf("first process's Heartbeat after the refusal: %v", err)
+	}
+	if got := rdb.HGetAll(ctx(t), p+":node:web-1").Val(); len(got) != 2 || got["alice"] != "1" || got["bob"] != "1" {
+		t.Fatalf("share of web-1 = %v, want the first process's alice and bob", got)
+	}
+	if c, _ := a.Counts(ctx(t)); c.Users != 2 {
+		t.Fatalf("users = %d, want 2", c.Users)
+	}
+
+	// The first process stops heartbeating (paused, or killed without
+	// leaving): after its lease the id is free.
+	time.Sleep(ttl + 100*time.Millisecond)
+	if _, err := b.Sync(ctx(t), presence.Share{Node: "web-1", Seq: 1, Users: map[string]int64{"carol": 1}}); err != nil {
+		t.Fatalf("Sync of an id whose lease expired: %v", err)
+	}
+	if err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "web-1"}); !errors.Is(err, presence.ErrResync) {
+		t.Fatalf("old owner's Heartbeat: err = %v, want ErrResync", err)
+	}
+	if _, err := a.Sync(ctx(t), presence.Share{Node: "web-1", Seq: 2, Users: map[string]int64{"alice": 1}}); !errors.Is(err, presence.ErrNodeTaken) {
+		t.Fatalf("old owner's Sync: err = %v, want ErrNodeTaken", err)
+	}
+	if err := a.Leave(ctx(t), "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := b.Counts(ctx(t)); c.Users != 1 {
+		t.Fatalf("users = %d after the old owner's Leave, want the new owner's 1", c.Users)
+	}
+	if err := b.Leave(ctx(t), "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := b.Counts(ctx(t)); c.Users != 0 {
+		t.Fatalf("users = %d after the owner's Leave, want 0", c.Users)
+	}
+}
