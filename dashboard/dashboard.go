@@ -217,6 +217,14 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 	c, err := s.o.Presence.Counts(rctx)
 	cancel()
 	if err == nil && !c.Partial {
+		if s.o.Tracker != nil && s.o.Tracker.WriteError() != nil {
+			// This node's writes fail (Redis refusing them, say): what
+			// Redis holds is frozen, so it is served as stale, with this
+			// node's own connections as a floor.
+			u, conns, guests := s.o.Tracker.Local()
+			c.Users, c.Connections, c.Guests = max(c.Users, u), max(c.Connections, conns), max(c.Guests, guests)
+			return c, s.o.Source, true
+		}
 		s.mu.Lock()
 		s.lastGood, s.haveGood = c, true
 		s.mu.Unlock()
@@ -304,6 +312,11 @@ func (s *Service) probeRedis(ctx context.Context) Dependency {
 		return Dependency{Status: "down", Error: "unreachable"}
 	}
 	dep := Dependency{Status: "up", LatencyMs: ms(d)}
+	if s.o.Tracker != nil {
+		if reason := writeProblem(s.o.Tracker.WriteError()); reason != "" {
+			dep.Status, dep.Error = "degraded", reason
+		}
+	}
 	if used, err := s.o.Redis.UsedMemory(ctx); err == nil {
 		dep.UsedMemoryBytes = &used
 	}
@@ -321,11 +334,50 @@ func (s *Service) probeStore(ctx context.Context) Dependency {
 }
 
 // Ready reports each configured dependency's status for /readyz; ok is
-// false when any of them is down.
+// false when any of them is down or degraded.
 func (s *Service) Ready(ctx context.Context) (deps map[string]string, ok bool) {
+	r := s.Readiness(ctx)
+	return r.Dependencies, r.Ready
+}
+
+// Readiness is GET /readyz.
+type Readiness struct {
+	Ready bool `json:"-"`
+	// Dependencies maps each dependency to "up", "down", "degraded" or
+	// "not_configured".
+	Dependencies map[string]string `json:"dependencies"`
+	// Reasons says why a dependency is not up.
+	Reasons map[string]string `json:"reasons,omitempty"`
+}
+
+// Readiness reports each configured dependency's status for /readyz
+// (see probeRedis). Redis is "degraded" when it answers but this node's writes to it fail
+// (refused for lack of memory, say, or the node id is held by another
+// process): the counts are then served stale, and the node is not ready.
+func (s *Service) Readiness(ctx context.Context) Readiness {
 	redis, data := s.probeRedis(ctx), s.probeStore(ctx)
-	deps = map[string]string{"redis": redis.Status, data.Kind: data.Status}
-	return deps, redis.Status != "down" && data.Status != "down"
+	r := Readiness{Ready: true, Dependencies: map[string]string{"redis": redis.Status, data.Kind: data.Status}, Reasons: map[string]string{}}
+	for name, d := range map[string]Dependency{"redis": redis, data.Kind: data} {
+		if d.Status == "down" || d.Status == "degraded" {
+			r.Reasons[name] = d.Error
+			r.Ready = false
+		}
+	}
+	return r
+}
+
+// writeProblem says, in words fit for anyone, why this node's presence
+// writes fail; "" when they do not.
+func writeProblem(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, presence.ErrRefused):
+		return "writes refused (out of memory or read-only); counts are stale"
+	case errors.Is(err, presence.ErrNodeTaken):
+		return "NODE_ID held by another live process; this node's connections are not counted"
+	}
+	return "writes failing; counts are stale"
 }
 
 func ms(d time.Duration) *float64 {

@@ -1,6 +1,8 @@
 package e2e_test
 
 import (
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +66,91 @@ func TestDuplicateNodeID(t *testing.T) {
 	case <-third.done:
 		t.Fatalf("restarted process exited:\n%s", third.Log())
 	default:
+	}
+}
+
+// readyz fetches /readyz.
+func readyz(t *testing.T, n *Node) (int, readyReply) {
+	t.Helper()
+	var rd readyReply
+	status, body := n.GetToken("/readyz", "", 5*time.Second)
+	if err := json.Unmarshal(body, &rd); err != nil {
+		t.Fatalf("/readyz %d %s: %v", status, body, err)
+	}
+	return status, rd
+}
+
+type readyReply struct {
+	Status       string            `json:"status"`
+	Dependencies map[string]string `json:"dependencies"`
+	Reasons      map[string]string `json:"reasons"`
+}
+
+// TestRedisRefusingWrites: when Redis refuses writes (maxmemory reached
+// under noeviction) the overview serves the counts marked stale, never a
+// frozen value as fresh; /readyz says Redis is degraded and why; the log
+// says so once, and once again when writes succeed again.
+func TestRedisRefusingWrites(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	n := startNode(t, map[string]string{"REDIS_URL": r.URL(), "HEARTBEAT_INTERVAL": "200ms", "NODE_TTL": "1s"})
+	waitConnectLines(t, n, 0, 10*time.Second)
+	for _, u := range []string{"oom-1", "oom-2", "oom-3"} {
+		c := Dial(t, n, Token(t, u))
+		defer c.Conn.Close()
+	}
+	waitOverview(t, n, 5*time.Second, func(o Overview) bool { return o.Source == "redis" && o.OnlineUsers == 3 && !o.Stale })
+
+	if got := r.Do("CONFIG", "SET", "maxmemory-policy", "noeviction"); got != "OK" {
+		t.Fatal(got)
+	}
+	if got := r.Do("CONFIG", "SET", "maxmemory", "1"); got != "OK" {
+		t.Fatal(got)
+	}
+	for _, u := range []string{"oom-4", "oom-5"} {
+		c := Dial(t, n, Token(t, u))
+		defer c.Conn.Close()
+	}
+	if got := r.Do("GET", "online_users"); got != "3" {
+		t.Fatalf("online_users = %s under OOM, want the frozen 3 (did the write go through?)", got)
+	}
+	// Never a frozen Redis value served as fresh: either marked stale,
+	// or the data store's fallback once online_users has expired.
+	fresh := func(o Overview) bool { return o.Source == "redis" && !o.Stale }
+	if o := n.Overview(); fresh(o) || o.OnlineUsers < 5 {
+		t.Fatalf("overview right after writes were refused = %+v, want 5 users, stale or from the fallback", o)
+	}
+	status, rd := readyz(t, n)
+	if status == http.StatusOK || rd.Dependencies["redis"] != "degraded" || !strings.Contains(rd.Reasons["redis"], "refus") {
+		t.Fatalf("/readyz while Redis refuses writes = %d %+v, want non-200, redis degraded with a reason", status, rd)
+	}
+	sawStale := false
+	for range 20 { // many heartbeats fail meanwhile
+		o := n.Overview()
+		if fresh(o) || o.OnlineUsers < 5 {
+			t.Fatalf("overview while Redis refuses writes = %+v, want 5 users, stale or from the fallback", o)
+		}
+		sawStale = sawStale || (o.Source == "redis" && o.Stale)
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("served the Redis counts marked stale: %v", sawStale)
+	const refused, accepted = "presence store refusing writes", "presence store accepting writes again"
+	if c := strings.Count(n.Log(), refused); c != 1 {
+		t.Fatalf("log has %d %q lines, want 1:\n%s", c, refused, n.Log())
+	}
+
+	if got := r.Do("CONFIG", "SET", "maxmemory", "0"); got != "OK" {
+		t.Fatal(got)
+	}
+	waitOverview(t, n, 5*time.Second, func(o Overview) bool { return !o.Stale && o.Source == "redis" && o.OnlineUsers == 5 })
+	if got := r.Do("GET", "online_users"); got != "5" {
+		t.Fatalf("online_users = %s after recovery, want 5", got)
+	}
+	if status, rd := readyz(t, n); status != http.StatusOK || rd.Dependencies["redis"] != "up" {
+		t.Fatalf("/readyz after recovery = %d %+v, want 200 with redis up", status, rd)
+	}
+	n.WaitLog(accepted, 5*time.Second)
+	if c := strings.Count(n.Log(), refused); c != 1 {
+		t.Fatalf("log has %d %q lines after recovery, want 1", c, refused)
 	}
 }

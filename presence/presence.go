@@ -27,6 +27,11 @@ var ErrResync = errors.New("presence: node share missing or out of date, resync 
 // again once that lease expires.
 var ErrNodeTaken = errors.New("presence: node id held by another live process")
 
+// ErrRefused is wrapped by stores whose server answers but refuses writes
+// (Redis at maxmemory under noeviction, a read-only replica): the counts
+// it serves are frozen, not lost.
+var ErrRefused = errors.New("presence: store refuses writes")
+
 // ErrNoData is returned by Reader.Counts when the store holds no count at
 // all (for example a Redis that has just come back empty).
 var ErrNoData = errors.New("presence: no online count in store")

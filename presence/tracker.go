@@ -64,13 +64,20 @@ type Tracker struct {
 	kick   chan struct{}
 	seq    uint64 // owned by the Run goroutine
 	online atomic.Int64
-	down   atomic.Bool // the last store call failed
+	down   atomic.Bool  // the last store call failed
+	state  atomic.Int32 // 0, stateUnavailable or stateRefused: what was last logged
 
 	writeErr   atomic.Pointer[error] // the last store call's error, nil after a success
 	takenSince time.Time             // first ErrNodeTaken of the current run of them; Run goroutine only
 	conflict   chan error            // receives once when the node id stays taken
 	gaveUp     bool                  // conflict was sent; Run goroutine only
 }
+
+// States of the store as logged, one line per change.
+const (
+	stateUnavailable = 1
+	stateRefused     = 2
+)
 
 // NewTracker returns a Tracker; call Run to start mirroring.
 func NewTracker(o TrackerOptions) *Tracker {
@@ -428,7 +435,7 @@ func (t *Tracker) call(ctx context.Context, op func(context.Context) (int64, err
 	} else if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
 		t.writeErr.Store(&err)
 	}
-	if !errors.Is(err, ErrNodeTaken) && !t.takenSince.IsZero() {
+	if err == nil && !t.takenSince.IsZero() {
 		t.takenSince = time.Time{}
 		t.log.Info("node id free again; this node's connections are counted", "node", t.o.Node)
 	}
@@ -436,14 +443,27 @@ func (t *Tracker) call(ctx context.Context, op func(context.Context) (int64, err
 	case errors.Is(err, ErrNodeTaken):
 		t.nodeTaken(err)
 	case err == nil || errors.Is(err, ErrResync):
-		if t.down.Swap(false) {
+		t.down.Store(false)
+		switch t.state.Swap(0) {
+		case stateUnavailable:
 			t.log.Info("presence store reachable again")
+		case stateRefused:
+			t.log.Info("presence store accepting writes again; counts are current")
 		}
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		// shutting down
 	default:
-		if !t.down.Swap(true) {
-			t.log.Warn("presence store unavailable; connections are kept locally and rewritten when it returns", "err", err)
+		t.down.Store(true)
+		state := int32(stateUnavailable)
+		if errors.Is(err, ErrRefused) {
+			state = stateRefused
+		}
+		if t.state.Swap(state) != state {
+			if state == stateRefused {
+				t.log.Warn("presence store refusing writes; counts are served stale until it accepts them", "err", err)
+			} else {
+				t.log.Warn("presence store unavailable; connections are kept locally and rewritten when it returns", "err", err)
+			}
 		}
 	}
 	return n, err

@@ -239,6 +239,9 @@ func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	if refused(err) {
+		return fmt.Errorf("redisstore: %s: %w: %w", op, presence.ErrRefused, err)
+	}
 	if strings.HasPrefix(err.Error(), "TAKEN") {
 		return fmt.Errorf("redisstore: %s: %w (%s)", op, presence.ErrNodeTaken, err.Error())
 	}
@@ -246,6 +249,19 @@ func wrap(op string, err error) error {
 		return fmt.Errorf("redisstore: %s: %w (%s)", op, presence.ErrResync, err.Error())
 	}
 	return fmt.Errorf("redisstore: %s: %w", op, err)
+}
+
+// refused reports whether err is Redis refusing a write while it
+// answers: out of memory, a read-only replica, or a failed snapshot that
+// stops writes.
+func refused(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"OOM ", "READONLY ", "MISCONF "} {
+		if strings.HasPrefix(msg, p) || strings.Contains(msg, ": "+p) {
+			return true
+		}
+	}
+	return false
 }
 
 func toInt(v any) int64 {
