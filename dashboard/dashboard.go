@@ -53,16 +53,20 @@ type Options struct {
 
 // Overview is GET /api/admin/dashboard/overview.
 type Overview struct {
-	OnlineUsers       int64     `json:"onlineUsers"`
-	OnlineConnections int64     `json:"onlineConnections"`
-	OnlineGuests      int64     `json:"onlineGuests"`
-	PeakOnlineToday   int64     `json:"peakOnlineToday"`
-	TotalUsers        int64     `json:"totalUsers"`
-	NewUsersToday     int64     `json:"newUsersToday"`
-	ActiveUsers24h    int64     `json:"activeUsers24h"`
-	Source            string    `json:"source"`
-	Stale             bool      `json:"stale"`
-	GeneratedAt       time.Time `json:"generatedAt"`
+	OnlineUsers       int64  `json:"onlineUsers"`
+	OnlineConnections int64  `json:"onlineConnections"`
+	OnlineGuests      int64  `json:"onlineGuests"`
+	PeakOnlineToday   int64  `json:"peakOnlineToday"`
+	TotalUsers        int64  `json:"totalUsers"`
+	NewUsersToday     int64  `json:"newUsersToday"`
+	ActiveUsers24h    int64  `json:"activeUsers24h"`
+	Source            string `json:"source"`
+	// FallbackScope is set when the online count comes from the data
+	// store's fallback: "cluster" when that store is shared by every node
+	// (MongoDB), "node" when it only knows this node's users (SQLite).
+	FallbackScope string    `json:"fallbackScope,omitempty"`
+	Stale         bool      `json:"stale"`
+	GeneratedAt   time.Time `json:"generatedAt"`
 }
 
 // Dependency is the status of one dependency in the server-load stats.
@@ -79,6 +83,7 @@ type ServerLoad struct {
 	OnlineUsers       int64               `json:"onlineUsers"`
 	OnlineConnections int64               `json:"onlineConnections"`
 	Source            string              `json:"source"`
+	FallbackScope     string              `json:"fallbackScope,omitempty"`
 	Stale             bool                `json:"stale"`
 	Nodes             []presence.NodeInfo `json:"nodes"`
 	Redis             Dependency          `json:"redis"`
@@ -193,6 +198,7 @@ func (s *Service) Overview(ctx context.Context) Overview {
 		NewUsersToday:     st.NewUsersToday,
 		ActiveUsers24h:    max(st.ActiveUsers24h, c.Users), // whoever is online now was active
 		Source:            source,
+		FallbackScope:     s.fallbackScope(source),
 		Stale:             stale || statsStale,
 		GeneratedAt:       s.o.Now().UTC(),
 	}
@@ -258,6 +264,18 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 	return presence.Counts{Users: localUsers, Connections: localConns, Guests: localGuests}, s.o.Store.Kind(), true
 }
 
+// fallbackScope says how much of the cluster a count from source covers,
+// when source is the data store's fallback; "" otherwise.
+func (s *Service) fallbackScope(source string) string {
+	if source != s.o.Store.Kind() || source == s.o.Source {
+		return ""
+	}
+	if source == "mongodb" {
+		return "cluster"
+	}
+	return "node"
+}
+
 // ServerLoad returns the server-load stats.
 func (s *Service) ServerLoad(ctx context.Context) ServerLoad {
 	var (
@@ -296,7 +314,7 @@ func (s *Service) ServerLoad(ctx context.Context) ServerLoad {
 		mongo = data
 	}
 	return ServerLoad{
-		OnlineUsers: c.Users, OnlineConnections: c.Connections, Source: source, Stale: stale,
+		OnlineUsers: c.Users, OnlineConnections: c.Connections, Source: source, FallbackScope: s.fallbackScope(source), Stale: stale,
 		Nodes: nodes, Redis: redis, MongoDB: mongo, DataStore: data, GeneratedAt: s.o.Now().UTC(),
 	}
 }

@@ -51,6 +51,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	log.Info("data store ready", "kind", ds.Kind())
+	if cfg.RedisURL != "" && cfg.MongoURI == "" {
+		log.Warn("no MONGODB_URI: while Redis is unavailable the dashboard falls back to this node's SQLite, which knows only this node's users (fallbackScope: node); a cluster-wide fallback needs MONGODB_URI")
+	}
 
 	secret, err := jwtSecret(cfg)
 	if err != nil {
