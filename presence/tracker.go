@@ -112,13 +112,18 @@ func (t *Tracker) Connect(user string) <-chan struct{} {
 	done := make(chan struct{})
 	t.mu.Lock()
 	first := false
+	mirror := t.o.Store != nil // without a store nothing would drain pending
 	if user == "" {
 		t.guests++
-		t.pGuests++
+		if mirror {
+			t.pGuests++
+		}
 	} else {
 		t.users[user]++
 		first = t.users[user] == 1
-		t.pending[user]++
+		if mirror {
+			t.pending[user]++
+		}
 	}
 	if t.o.Store == nil || t.stopped {
 		close(done)
@@ -137,10 +142,13 @@ func (t *Tracker) Connect(user string) <-chan struct{} {
 func (t *Tracker) Disconnect(user string) {
 	t.mu.Lock()
 	last := false
+	mirror := t.o.Store != nil
 	if user == "" {
 		if t.guests > 0 {
 			t.guests--
-			t.pGuests--
+			if mirror {
+				t.pGuests--
+			}
 		}
 	} else if n := t.users[user]; n > 0 {
 		if n == 1 {
@@ -149,7 +157,9 @@ func (t *Tracker) Disconnect(user string) {
 		} else {
 			t.users[user] = n - 1
 		}
-		t.pending[user]--
+		if mirror {
+			t.pending[user]--
+		}
 	}
 	t.mu.Unlock()
 	t.poke()
