@@ -31,6 +31,11 @@ type Options struct {
 	Presence presence.Reader
 	// Source names Presence in responses: "redis" or "memory".
 	Source string
+	// External is set when another program keeps the count
+	// (PRESENCE_MODE=external): the data store knows nothing of it, so when
+	// Presence fails the last good counts are served, marked stale,
+	// instead of the data store's fallback.
+	External bool
 	// Store is the data store; required.
 	Store store.Store
 	// Tracker is this node's tracker: its local counts are a floor for the
@@ -238,6 +243,14 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 	}
 	if err != nil && !errors.Is(err, presence.ErrNoData) {
 		s.log.Debug("dashboard: presence store unavailable, using fallback", "err", err)
+	}
+	if s.o.External {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.haveGood {
+			return s.lastGood, s.o.Source, true
+		}
+		return presence.Counts{}, s.o.Source, true
 	}
 	select { // refresh the fallback in the background
 	case s.refresh <- struct{}{}:

@@ -154,3 +154,56 @@ func TestRedisRefusingWrites(t *testing.T) {
 		t.Fatalf("log has %d %q lines after recovery, want 1", c, refused)
 	}
 }
+
+// TestExternalMode: with PRESENCE_MODE=external the overview's
+// connections are summed over every node, the day's peak is the highest
+// count presenced observed, and with Redis down the overview serves the
+// last good count marked stale, not the data store's knowledge (which
+// holds nothing of the external counter).
+func TestExternalMode(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	env := map[string]string{"REDIS_URL": r.URL(), "PRESENCE_MODE": "external", "HEARTBEAT_INTERVAL": "100ms", "NODE_TTL": "1s"}
+	a, b := startNode(t, env), startNode(t, env)
+	r.Do("SET", "online_users", "50")
+	for _, d := range []struct {
+		n    *Node
+		user string
+	}{{a, "ext-1"}, {a, "ext-2"}, {b, "ext-3"}} {
+		c := Dial(t, d.n, Token(t, d.user))
+		defer c.Conn.Close()
+	}
+	for _, n := range []*Node{a, b} {
+		waitOverview(t, n, 5*time.Second, func(o Overview) bool {
+			return o.Source == "redis" && o.OnlineUsers == 50 && o.OnlineConnections == 3 && !o.Stale
+		})
+	}
+	var sl struct {
+		Nodes []struct {
+			Connections int64 `json:"connections"`
+		} `json:"nodes"`
+	}
+	if status := a.Get("/api/admin/dashboard/server-load", true, &sl); status != http.StatusOK || len(sl.Nodes) != 2 {
+		t.Fatalf("server-load = %d %+v, want both nodes", status, sl)
+	}
+
+	r.Do("SET", "online_users", "20")
+	for _, n := range []*Node{a, b} {
+		o := waitOverview(t, n, 5*time.Second, func(o Overview) bool { return o.OnlineUsers == 20 })
+		if o.PeakOnlineToday != 50 {
+			t.Fatalf("overview after the counter fell from 50 to 20 = %+v, want peakOnlineToday 50", o)
+		}
+	}
+	if got := r.Do("GET", "online_users"); got != "20" {
+		t.Fatalf("online_users = %s, want 20 untouched", got)
+	}
+
+	r.Kill()
+	for range 5 {
+		o := a.Overview()
+		if o.Source != "redis" || !o.Stale || o.OnlineUsers != 20 || o.PeakOnlineToday != 50 {
+			t.Fatalf("overview with Redis down = %+v, want the last good 20 (peak 50) from redis, stale", o)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -132,3 +132,11 @@ type Store interface {
 	// Leave removes the node's share and lease.
 	Leave(ctx context.Context, node string) error
 }
+
+// Publisher is implemented by a Reader that takes this node's load
+// figures when there is no Store to heartbeat (the external counter's
+// reader), so that the server-load stats and the connection count cover
+// every node. A Tracker without a Store publishes every heartbeat.
+type Publisher interface {
+	Publish(ctx context.Context, info NodeInfo) error
+}

@@ -291,7 +291,11 @@ func (t *Tracker) pollCounter(ctx context.Context) {
 	}
 	tick := time.NewTicker(t.o.HeartbeatInterval)
 	defer tick.Stop()
+	pub, _ := t.o.Counter.(Publisher)
 	for {
+		if pub != nil {
+			_, _ = t.call(ctx, func(ctx context.Context) (int64, error) { return 0, pub.Publish(ctx, t.NodeInfo()) })
+		}
 		c, err := t.o.Counter.Counts(ctx)
 		if err == nil {
 			t.online.Store(c.Users)

@@ -94,7 +94,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		probe = p
 		redisMon = &redisMonitor{probe: p, log: log}
 		if cfg.PresenceMode == "external" {
-			reader = redisstore.NewExternal(rdb, cfg.OnlineUsersKey)
+			reader = redisstore.NewExternal(rdb, redisstore.ExternalOptions{Key: cfg.OnlineUsersKey, Prefix: cfg.KeyPrefix, NodeTTL: cfg.NodeTTL})
 		} else {
 			rs, err := redisstore.New(rdb, redisstore.Options{
 				Prefix: cfg.KeyPrefix, OnlineKey: cfg.OnlineUsersKey, NodeTTL: cfg.NodeTTL,
@@ -158,7 +158,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	dash := dashboard.New(dashboard.Options{
-		Presence: reader, Source: source, Store: ds, Tracker: tracker, Redis: probe,
+		Presence: reader, Source: source, External: cfg.PresenceMode == "external" && cfg.RedisURL != "", Store: ds, Tracker: tracker, Redis: probe,
 		LocalNode:    tracker.NodeInfo,
 		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log,
 	})

@@ -214,6 +214,11 @@ func (s *Store) Nodes(ctx context.Context) ([]presence.NodeInfo, error) {
 	if err != nil {
 		return nil, wrap("nodes", err)
 	}
+	return parseNodes(res)
+}
+
+// parseNodes reads the reply of nodes.lua.
+func parseNodes(res []any) ([]presence.NodeInfo, error) {
 	if len(res) == 0 {
 		return nil, fmt.Errorf("redisstore: nodes: empty reply")
 	}
@@ -276,24 +281,68 @@ func toInt(v any) int64 {
 }
 
 // External reads the online count that another program keeps in a plain
-// string key (PRESENCE_MODE=external). It writes nothing.
+// string key (PRESENCE_MODE=external). It never writes that key. What it
+// does write is presenced's own: each node's load figures under a lease
+// (Publish), so that connections are summed over every node, and the
+// day's peak of the count as presenced observed it.
 type External struct {
-	rdb redis.UniversalClient
-	key string
+	rdb    redis.UniversalClient
+	key    string
+	prefix string
+	ttl    time.Duration
+
+	beat, peak, nodes *redis.Script
 }
 
 var _ presence.Reader = (*External)(nil)
 
-// NewExternal returns a reader of key (zero means "online_users").
-func NewExternal(rdb redis.UniversalClient, key string) *External {
-	if key == "" {
-		key = "online_users"
-	}
-	return &External{rdb: rdb, key: key}
+// ExternalOptions configures an External. The zero value of each field
+// means the documented default.
+type ExternalOptions struct {
+	// Key is the counter's string key; zero means "online_users".
+	Key string
+	// Prefix starts presenced's own keys; zero means "{presence}".
+	Prefix string
+	// NodeTTL is how long a node's published load figures count; zero
+	// means 6s.
+	NodeTTL time.Duration
 }
 
-// Counts implements presence.Reader. Only Users is known; a negative value
-// (an INCR/DECR counter that drifted) is reported as 0.
+// NewExternal returns a reader of the counter o.Key.
+func NewExternal(rdb redis.UniversalClient, o ExternalOptions) *External {
+	if o.Key == "" {
+		o.Key = "online_users"
+	}
+	if o.Prefix == "" {
+		o.Prefix = "{presence}"
+	}
+	if o.NodeTTL <= 0 {
+		o.NodeTTL = 6 * time.Second
+	}
+	e := &External{rdb: rdb, key: o.Key, prefix: o.Prefix, ttl: o.NodeTTL}
+	e.beat, e.peak, e.nodes = mustScript("ext_beat"), mustScript("ext_peak"), mustScript("nodes")
+	return e
+}
+
+// mustScript returns lua/<name>.lua with lua/lib.lua before it; the files
+// are embedded, so only a broken build can make it fail.
+func mustScript(name string) *redis.Script {
+	lib, err := luaFiles.ReadFile("lua/lib.lua")
+	if err != nil {
+		panic(err)
+	}
+	src, err := luaFiles.ReadFile("lua/" + name + ".lua")
+	if err != nil {
+		panic(err)
+	}
+	return redis.NewScript(string(lib) + "\n" + string(src))
+}
+
+// Counts implements presence.Reader: Users is the counter (a negative
+// value, from an INCR/DECR counter that drifted, is reported as 0);
+// Connections and Guests are the sums of every live node's published load
+// figures; PeakToday is the highest count presenced has read today (UTC).
+// Only the counter's read can fail it.
 func (e *External) Counts(ctx context.Context) (presence.Counts, error) {
 	n, err := e.rdb.Get(ctx, e.key).Int64()
 	if errors.Is(err, redis.Nil) {
@@ -302,11 +351,46 @@ func (e *External) Counts(ctx context.Context) (presence.Counts, error) {
 	if err != nil {
 		return presence.Counts{}, fmt.Errorf("redisstore: get %s: %w", e.key, err)
 	}
-	return presence.Counts{Users: max(n, 0)}, nil
+	c := presence.Counts{Users: max(n, 0), PeakToday: max(n, 0)}
+	day := time.Now().UTC().UnixMilli() / 86400000
+	if peak, err := e.peak.Run(ctx, e.rdb, []string{e.prefix + ":peak:" + strconv.FormatInt(day, 10)}, e.prefix, c.Users).Int64(); err == nil {
+		c.PeakToday = max(peak, c.Users)
+	}
+	if nodes, err := e.Nodes(ctx); err == nil {
+		for _, info := range nodes {
+			if info.Healthy {
+				c.Connections += info.Connections
+				c.Guests += info.Guests
+			}
+		}
+	}
+	return c, nil
 }
 
-// Nodes implements presence.Reader: an external counter knows no nodes.
-func (e *External) Nodes(context.Context) ([]presence.NodeInfo, error) { return nil, nil }
+// Publish implements presence.Publisher: it stores the node's load figures
+// for one lease.
+func (e *External) Publish(ctx context.Context, info presence.NodeInfo) error {
+	info.Healthy = false // set by readers, not stored
+	raw, err := json.Marshal(info)
+	if err != nil {
+		return fmt.Errorf("redisstore: publish: %w", err)
+	}
+	keys := []string{e.prefix + ":nodes", e.prefix + ":nodeinfo:" + info.ID}
+	if err := e.beat.Run(ctx, e.rdb, keys, e.prefix, info.ID, e.ttl.Milliseconds(), raw).Err(); err != nil {
+		return wrap("publish", err)
+	}
+	return nil
+}
+
+// Nodes implements presence.Reader: the nodes that published load
+// figures within their lease.
+func (e *External) Nodes(ctx context.Context) ([]presence.NodeInfo, error) {
+	res, err := e.nodes.Run(ctx, e.rdb, []string{e.prefix + ":nodes"}, e.prefix).Slice()
+	if err != nil {
+		return nil, wrap("nodes", err)
+	}
+	return parseNodes(res)
+}
 
 // ClaimMinute elects one node per minute for cluster-wide chores such as
 // writing the history point: the first caller for minute t wins.

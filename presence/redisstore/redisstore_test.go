@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,7 +161,7 @@ func TestExternal(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
-	e := redisstore.NewExternal(rdb, "ext_online")
+	e := redisstore.NewExternal(rdb, redisstore.ExternalOptions{Key: "ext_online", Prefix: "{ext}", NodeTTL: 300 * time.Millisecond})
 	if _, err := e.Counts(ctx(t)); !errors.Is(err, presence.ErrNoData) {
 		t.Fatalf("Counts of a missing key: %v, want ErrNoData", err)
 	}
@@ -171,8 +172,45 @@ func TestExternal(t *testing.T) {
 			t.Fatalf("SET %s: Counts = %+v, %v; want %d", in, c, err, want)
 		}
 	}
-	if keys := rdb.Keys(ctx(t), "*").Val(); len(keys) != 1 {
-		t.Fatalf("external reader wrote keys: %v", keys)
+
+	// The day's peak is what presenced observed, not the current value.
+	rdb.Set(ctx(t), "ext_online", "20", 0)
+	if c, err := e.Counts(ctx(t)); err != nil || c.Users != 20 || c.PeakToday != 50 {
+		t.Fatalf("Counts after 50 then 20 = %+v, %v; want users 20, peak 50", c, err)
+	}
+	// ... shared by every node reading the counter.
+	other := redisstore.NewExternal(rdb, redisstore.ExternalOptions{Key: "ext_online", Prefix: "{ext}", NodeTTL: 300 * time.Millisecond})
+	if c, err := other.Counts(ctx(t)); err != nil || c.PeakToday != 50 {
+		t.Fatalf("another node's Counts = %+v, %v; want peak 50", c, err)
+	}
+
+	// Connections are the sum of every live node's load figures.
+	for _, info := range []presence.NodeInfo{{ID: "a", Connections: 7, Guests: 2, Users: 4}, {ID: "b", Connections: 5, Guests: 1, Users: 5}} {
+		if err := e.Publish(ctx(t), info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := e.Counts(ctx(t)); err != nil || c.Users != 20 || c.Connections != 12 || c.Guests != 3 {
+		t.Fatalf("Counts with two nodes = %+v, %v; want users 20 (the counter), connections 12, guests 3", c, err)
+	}
+	nodes, err := other.Nodes(ctx(t))
+	if err != nil || len(nodes) != 2 || !nodes[0].Healthy {
+		t.Fatalf("Nodes = %+v, %v; want a and b, healthy", nodes, err)
+	}
+	time.Sleep(400 * time.Millisecond) // b stops publishing
+	if err := e.Publish(ctx(t), presence.NodeInfo{ID: "a", Connections: 7, Guests: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.Counts(ctx(t)); err != nil || c.Connections != 7 {
+		t.Fatalf("Counts after b's lease ran out = %+v, %v; want connections 7", c, err)
+	}
+	if got := rdb.Get(ctx(t), "ext_online").Val(); got != "20" {
+		t.Fatalf("ext_online = %s, want 20 untouched", got)
+	}
+	for _, k := range rdb.Keys(ctx(t), "*").Val() {
+		if k != "ext_online" && !strings.HasPrefix(k, "{ext}:") {
+			t.Fatalf("external reader wrote key %q outside its prefix", k)
+		}
 	}
 }
 
