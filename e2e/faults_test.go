@@ -207,3 +207,39 @@ func TestExternalMode(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestEvictedKeysRepaired: keys evicted from Redis (here deleted, as an
+// allkeys-* policy would) leave phantom users, or lose real ones; the
+// nodes' heartbeats find it and make the count exact again.
+func TestEvictedKeysRepaired(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	env := map[string]string{"REDIS_URL": r.URL(), "HEARTBEAT_INTERVAL": "200ms", "NODE_TTL": "1s"}
+	a := startNode(t, map[string]string{"REDIS_URL": r.URL(), "HEARTBEAT_INTERVAL": "200ms", "NODE_TTL": "1s", "NODE_ID": "evict-a"})
+	b := startNode(t, env)
+	for _, d := range []struct {
+		n    *Node
+		user string
+	}{{a, "ev-1"}, {a, "ev-2"}, {a, "ev-3"}, {b, "ev-3"}, {b, "ev-4"}} {
+		c := Dial(t, d.n, Token(t, d.user))
+		defer c.Conn.Close()
+	}
+	waitRedis(t, r, 5*time.Second, "4 users", func() bool { return r.Do("GET", "online_users") == "4" })
+
+	// Node a's share is evicted, and a phantom left in the sums.
+	r.Do("DEL", "{presence}:node:evict-a")
+	r.Do("HSET", "{presence}:users", "ghost", "1")
+	r.Do("SET", "online_users", "5")
+	exact := func() bool {
+		return r.Do("GET", "online_users") == "4" && r.Do("HLEN", "{presence}:users") == "4" &&
+			r.Do("HGET", "{presence}:users", "ev-3") == "2" && r.Do("HLEN", "{presence}:node:evict-a") == "3"
+	}
+	waitRedis(t, r, 5*time.Second, "the count exact again after the eviction", exact)
+
+	// One user field lost from the sums.
+	r.Do("HDEL", "{presence}:users", "ev-4")
+	waitRedis(t, r, 5*time.Second, "ev-4 back in the sums", exact)
+	if !strings.Contains(a.Log()+b.Log(), "presence share differs") {
+		t.Errorf("no node logged the repair")
+	}
+}

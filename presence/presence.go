@@ -140,3 +140,16 @@ type Store interface {
 type Publisher interface {
 	Publish(ctx context.Context, info NodeInfo) error
 }
+
+// Repairer is implemented by stores that can lose parts of their data
+// while staying up (Redis evicting keys under an allkeys-* policy). A
+// Tracker calls Repair after every heartbeat.
+type Repairer interface {
+	// Repair checks that the store holds the node's share as the node
+	// holds it (its users, connections and guests as of seq; -1 skips a
+	// figure the node cannot vouch for), returning ErrResync when it
+	// does not, and checks a bounded slice of the cluster sums against
+	// the shares, fixing what differs. It returns how many users it
+	// fixed.
+	Repair(ctx context.Context, node string, seq uint64, users, conns, guests int64) (fixed int64, err error)
+}

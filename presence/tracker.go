@@ -422,6 +422,42 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 		t.mu.Lock()
 		t.resync = true
 		t.mu.Unlock()
+	} else {
+		t.repair(ctx)
+	}
+}
+
+// repair runs the store's bounded consistency check after a heartbeat
+// (see Repairer) and rewrites the share when the store's copy differs
+// from this node's connections.
+func (t *Tracker) repair(ctx context.Context) {
+	r, ok := t.o.Store.(Repairer)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	users, conns, guests := int64(-1), int64(-1), int64(-1)
+	if len(t.pending) == 0 && t.pGuests == 0 && !t.resync {
+		// Everything is written: the store must hold exactly this.
+		users, conns = int64(len(t.users)), t.guests
+		for _, n := range t.users {
+			conns += n
+		}
+		guests = t.guests
+	}
+	t.mu.Unlock()
+	fixed, err := t.call(ctx, func(ctx context.Context) (int64, error) {
+		return r.Repair(ctx, t.o.Node, t.seq, users, conns, guests)
+	})
+	if fixed > 0 {
+		t.log.Warn("presence sums repaired: users hash entries differed from the nodes' shares (evicted keys?)", "users", fixed)
+	}
+	if errors.Is(err, ErrResync) {
+		t.log.Warn("presence share differs from this node's connections in store (evicted keys?); rewriting it", "err", err)
+		t.mu.Lock()
+		t.resync = true
+		t.mu.Unlock()
+		t.flush(ctx)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -51,6 +52,9 @@ type Options struct {
 	// first one's lease is live, and neither can write or remove a share
 	// the other owns.
 	Token string
+	// RepairBudget bounds the hash reads of one Repair call, so that it
+	// holds Redis for well under a millisecond; zero means 256.
+	RepairBudget int
 }
 
 // Store is presence.Store on Redis.
@@ -63,6 +67,10 @@ type Store struct {
 	token  string
 
 	apply, sync, heartbeat, leave, counts, nodes *redis.Script
+	repair                                      *redis.Script
+
+	budget  int64
+	cursors sync.Map // node -> cursor of its own share's scan (string)
 }
 
 var _ presence.Store = (*Store)(nil)
@@ -95,7 +103,10 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if strings.Contains(o.Token, ":") {
 		return nil, fmt.Errorf("redisstore: lease token %q holds a colon", o.Token)
 	}
-	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, token: o.Token}
+	if o.RepairBudget <= 0 {
+		o.RepairBudget = 256
+	}
+	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, token: o.Token, budget: int64(o.RepairBudget)}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
@@ -103,6 +114,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	for name, dst := range map[string]**redis.Script{
 		"apply": &s.apply, "sync": &s.sync, "heartbeat": &s.heartbeat,
 		"leave": &s.leave, "counts": &s.counts, "nodes": &s.nodes,
+		"repair": &s.repair,
 	} {
 		src, err := luaFiles.ReadFile("lua/" + name + ".lua")
 		if err != nil {
@@ -178,6 +190,33 @@ func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInf
 // process owns the node id now.
 func (s *Store) Leave(ctx context.Context, node string) error {
 	return wrap("leave", s.leave.Run(ctx, s.rdb, s.keys(node), s.prefix, node, s.token).Err())
+}
+
+// Repair implements presence.Repairer: it checks that Redis holds node's
+// share as the node holds it (users, connections and guests as of seq;
+// -1 skips a figure) and returns presence.ErrResync when it does not,
+// and it checks a bounded slice of the users hash against the sum of the
+// live shares, fixing the entries that differ (phantom users left by
+// evicted keys). It returns the number of users it fixed.
+func (s *Store) Repair(ctx context.Context, node string, seq uint64, users, conns, guests int64) (int64, error) {
+	cursor := "0"
+	if v, ok := s.cursors.Load(node); ok {
+		cursor = v.(string)
+	}
+	keys := append(s.keys(node), s.prefix+":repair")
+	res, err := s.repair.Run(ctx, s.rdb, keys, s.prefix, node, s.seq(seq), users, conns, guests, s.budget, cursor).Slice()
+	if err != nil {
+		return 0, wrap("repair", err)
+	}
+	if len(res) != 3 {
+		return 0, fmt.Errorf("redisstore: repair: unexpected reply %v", res)
+	}
+	s.cursors.Store(node, fmt.Sprint(res[1]))
+	fixed := toInt(res[0])
+	if toInt(res[2]) == 1 {
+		return fixed, fmt.Errorf("redisstore: repair: %w (the share in Redis differs from the node's connections)", presence.ErrResync)
+	}
+	return fixed, nil
 }
 
 // Counts implements presence.Reader. It returns presence.ErrNoData when

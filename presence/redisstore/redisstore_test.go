@@ -324,3 +324,99 @@ func TestDuplicateNodeIDRefused(t *testing.T) {
 		t.Fatalf("users = %d after the owner's Leave, want 0", c.Users)
 	}
 }
+
+// TestRepairAfterEviction: keys evicted under an allkeys-* policy (here
+// deleted by hand) leave phantom users in the users hash. Repair finds a
+// node's share that differs from what the node holds (ErrResync) and
+// fixes the users hash from the shares, a bounded slice per call.
+func TestRepairAfterEviction(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	s, rdb, p, online := mustOpen(t, srv, time.Minute, time.Millisecond)
+	a := map[string]int64{}
+	for i := range 40 {
+		a[fmt.Sprint("a-", i)] = 1
+	}
+	a["both"] = 2
+	b := map[string]int64{"both": 1, "b-1": 1, "b-2": 3}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 1, Users: a}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "b", Seq: 1, Users: b, Guests: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing to fix in a healthy store.
+	if fixed, err := s.Repair(ctx(t), "a", 1, int64(len(a)), 42, 0); err != nil || fixed != 0 {
+		t.Fatalf("Repair of a healthy store = %d, %v; want 0, nil", fixed, err)
+	}
+
+	// Node a's whole share is evicted, and one field of b's.
+	rdb.Del(ctx(t), p+":node:a")
+	rdb.HDel(ctx(t), p+":node:b", "b-2")
+	if got := rdb.HLen(ctx(t), p+":users").Val(); got != 43 {
+		t.Fatalf("users hash holds %d users after the eviction, want the 43 phantoms and real ones", got)
+	}
+	if _, err := s.Repair(ctx(t), "a", 1, int64(len(a)), 42, 0); !errors.Is(err, presence.ErrResync) {
+		t.Fatalf("Repair by a node whose share was evicted: err = %v, want ErrResync", err)
+	}
+	if _, err := s.Repair(ctx(t), "b", 1, int64(len(b)), 6, 1); !errors.Is(err, presence.ErrResync) {
+		t.Fatalf("Repair by a node that lost a field: err = %v, want ErrResync", err)
+	}
+	// The users hash converges on the shares' sum, whoever repairs.
+	for i := 0; ; i++ {
+		fixed, err := s.Repair(ctx(t), "c", 0, -1, -1, -1)
+		if err != nil && !errors.Is(err, presence.ErrResync) {
+			t.Fatal(err)
+		}
+		if got := rdb.HGetAll(ctx(t), p+":users").Val(); len(got) == 2 && got["both"] == "1" && got["b-1"] == "1" {
+			break
+		}
+		if i > 200 {
+			t.Fatalf("users hash not repaired after %d calls (last fixed %d): %v", i, fixed, rdb.HGetAll(ctx(t), p+":users").Val())
+		}
+	}
+	if got := rdb.Get(ctx(t), online).Val(); got != "2" {
+		t.Fatalf("%s = %s after repair, want 2 (both, b-1)", online, got)
+	}
+	// The nodes rewrite their shares, as the trackers do on ErrResync.
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 2, Users: a}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "b", Seq: 2, Users: b, Guests: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if _, err := s.Repair(ctx(t), "a", 2, int64(len(a)), 42, 0); err != nil {
+			t.Fatalf("Repair after the rewrite: %v", err)
+		}
+	}
+	c, err := s.Counts(ctx(t))
+	if err != nil || c.Users != 43 || c.Connections != 42+6 {
+		t.Fatalf("Counts after repair and rewrite = %+v, %v; want 43 users, 48 connections", c, err)
+	}
+	if got := rdb.HGet(ctx(t), p+":users", "both").Val(); got != "3" {
+		t.Fatalf("users[both] = %s, want 3", got)
+	}
+}
+
+// TestRepairFindsUsersEvictedFromTheSums: a user missing from the users
+// hash while a share holds it is put back by the owning node's repair.
+func TestRepairFindsUsersEvictedFromTheSums(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	s, rdb, p, online := mustOpen(t, srv, time.Minute, time.Millisecond)
+	share := map[string]int64{"x": 1, "y": 2}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 1, Users: share}); err != nil {
+		t.Fatal(err)
+	}
+	rdb.HDel(ctx(t), p+":users", "y")
+	for range 5 {
+		if _, err := s.Repair(ctx(t), "a", 1, 2, 3, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := rdb.HGet(ctx(t), p+":users", "y").Val(); got != "2" {
+		t.Fatalf("users[y] = %q after repair, want 2", got)
+	}
+	if got := rdb.Get(ctx(t), online).Val(); got != "2" {
+		t.Fatalf("%s = %s, want 2", online, got)
+	}
+}
