@@ -67,7 +67,7 @@ type Store struct {
 	token  string
 
 	apply, sync, heartbeat, leave, counts, nodes *redis.Script
-	repair                                      *redis.Script
+	repair                                       *redis.Script
 
 	budget  int64
 	cursors sync.Map // node -> cursor of its own share's scan (string)
