@@ -9,8 +9,10 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,6 +24,17 @@ import (
 type RedisProbe interface {
 	Ping(ctx context.Context) (time.Duration, error)
 	UsedMemory(ctx context.Context) (int64, error)
+}
+
+// Sharer lets the nodes of a cluster share work (Redis in production).
+type Sharer interface {
+	// Claim reports whether this caller is the first to claim name; the
+	// claim lasts ttl.
+	Claim(ctx context.Context, name string, ttl time.Duration) (bool, error)
+	// PutShared stores v under name for ttl.
+	PutShared(ctx context.Context, name string, v []byte, ttl time.Duration) error
+	// GetShared returns what is stored under name, or nil when nothing is.
+	GetShared(ctx context.Context, name string) ([]byte, error)
 }
 
 // Options configures a Service. The zero value of each field means the
@@ -49,6 +62,11 @@ type Options struct {
 	ReadBudget time.Duration
 	// StatsRefresh is how often user totals are recounted; zero means 10s.
 	StatsRefresh time.Duration
+	// Shared, when set, makes the user totals computed once per
+	// StatsRefresh for the whole cluster: the node that claims the period
+	// computes them and shares the result, which the others serve. Nil
+	// means every node computes its own.
+	Shared Sharer
 	// LastSeenInterval is LAST_SEEN_INTERVAL: the fallback counts users
 	// seen within two of them; zero means 30s.
 	LastSeenInterval time.Duration
@@ -166,7 +184,7 @@ func (s *Service) refreshAll(ctx context.Context, withStats bool) {
 	defer cancel()
 	now := s.o.Now()
 	if withStats {
-		st, err := s.o.Store.UserStats(ctx, now)
+		st, err := s.userStats(ctx, now)
 		s.mu.Lock()
 		s.statsOK = err == nil
 		if err == nil {
@@ -183,6 +201,44 @@ func (s *Service) refreshAll(ctx context.Context, withStats bool) {
 		s.fallback, s.haveFall = n, true
 		s.mu.Unlock()
 	}
+}
+
+// sharedStats is the user totals as one node computed them for the
+// cluster.
+type sharedStats struct {
+	Stats store.UserStats `json:"stats"`
+	At    time.Time       `json:"at"`
+}
+
+// userStats returns the user totals: computed here when this node claims
+// the refresh period (or nothing fresh is shared), else the result the
+// node that claimed it shared. It is claimed like the history minute.
+func (s *Service) userStats(ctx context.Context, now time.Time) (store.UserStats, error) {
+	if s.o.Shared == nil {
+		return s.o.Store.UserStats(ctx, now)
+	}
+	every := s.o.StatsRefresh
+	slot := strconv.FormatInt(now.UnixNano()/int64(every), 10)
+	won, err := s.o.Shared.Claim(ctx, "userstats:"+slot, 2*every)
+	if err == nil && !won {
+		raw, err := s.o.Shared.GetShared(ctx, "userstats")
+		var sh sharedStats
+		if err == nil && raw != nil && json.Unmarshal(raw, &sh) == nil && now.Sub(sh.At) <= 2*every {
+			return sh.Stats, nil
+		}
+		// The node that claimed the period has shared nothing fresh yet
+		// (it is slow, or it died): count here rather than serve stale.
+	}
+	st, err := s.o.Store.UserStats(ctx, now)
+	if err != nil {
+		return st, err
+	}
+	if raw, jerr := json.Marshal(sharedStats{Stats: st, At: now}); jerr == nil {
+		if perr := s.o.Shared.PutShared(ctx, "userstats", raw, 3*every); perr != nil {
+			s.log.Debug("dashboard: user stats not shared", "err", perr)
+		}
+	}
+	return st, nil
 }
 
 // Overview returns the overview. It never fails: when the presence store

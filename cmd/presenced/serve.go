@@ -157,10 +157,16 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = ds.Close(context.Background())
 		return err
 	}
+	// Chores on a data store every node shares (MongoDB) are done once per
+	// cluster, claimed in Redis: the user stats of each refresh period.
+	var shared dashboard.Sharer
+	if rs, ok := pstore.(*redisstore.Store); ok && ds.Kind() == "mongodb" {
+		shared = rs
+	}
 	dash := dashboard.New(dashboard.Options{
 		Presence: reader, Source: source, External: cfg.PresenceMode == "external" && cfg.RedisURL != "", Store: ds, Tracker: tracker, Redis: probe,
 		LocalNode:    tracker.NodeInfo,
-		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log,
+		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log, Shared: shared,
 	})
 	history := &dashboard.HistoryRecorder{Presence: reader, Store: ds, Logger: log}
 	if rs, ok := pstore.(*redisstore.Store); ok {

@@ -431,6 +431,37 @@ func (e *External) Nodes(ctx context.Context) ([]presence.NodeInfo, error) {
 	return parseNodes(res)
 }
 
+// Claim reports whether this caller is the first to claim name in the
+// cluster (SET NX); the claim lasts ttl. It elects one node for a chore,
+// such as the user stats of one refresh period.
+func (s *Store) Claim(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.prefix+":claim:"+name, "1", ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: claim %s: %w", name, err)
+	}
+	return ok, nil
+}
+
+// PutShared stores v under name for ttl, for the other nodes to read.
+func (s *Store) PutShared(ctx context.Context, name string, v []byte, ttl time.Duration) error {
+	if err := s.rdb.Set(ctx, s.prefix+":shared:"+name, v, ttl).Err(); err != nil {
+		return fmt.Errorf("redisstore: share %s: %w", name, err)
+	}
+	return nil
+}
+
+// GetShared returns what PutShared stored under name, or nil.
+func (s *Store) GetShared(ctx context.Context, name string) ([]byte, error) {
+	v, err := s.rdb.Get(ctx, s.prefix+":shared:"+name).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: read shared %s: %w", name, err)
+	}
+	return v, nil
+}
+
 // ClaimMinute elects one node per minute for cluster-wide chores such as
 // writing the history point: the first caller for minute t wins.
 func (s *Store) ClaimMinute(ctx context.Context, t time.Time) (bool, error) {
