@@ -12,14 +12,15 @@ import (
 
 // TestDuplicateNodeID: a second process started with a NODE_ID that a
 // live process holds is refused: it logs an error naming the id and exits
-// 1, and the first process's share is untouched. A process restarted
-// under the id of one that was killed waits out the dead lease and takes
-// the id over.
+// 1 as soon as it has seen the holder renew its lease (well before its
+// grace of two leases), and the first process's share is untouched. A
+// process restarted under the id of one that was killed waits out the
+// dead lease and takes the id over.
 func TestDuplicateNodeID(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	env := map[string]string{
-		"REDIS_URL": r.URL(), "NODE_ID": "dup-node", "HEARTBEAT_INTERVAL": "200ms", "NODE_TTL": "1s",
+		"REDIS_URL": r.URL(), "NODE_ID": "dup-node", "HEARTBEAT_INTERVAL": "200ms", "NODE_TTL": "4s",
 	}
 	first := startNode(t, env)
 	for _, u := range []string{"dup-a", "dup-b", "dup-c"} {
@@ -32,7 +33,7 @@ func TestDuplicateNodeID(t *testing.T) {
 	second.WaitHealthy(10 * time.Second)
 	c := Dial(t, second.Node, Token(t, "dup-d"))
 	defer c.Conn.Close()
-	if code := second.Wait(15 * time.Second); code != 1 {
+	if code := second.Wait(4 * time.Second); code != 1 {
 		t.Fatalf("second process with a live NODE_ID exited %d, want 1:\n%s", code, second.Log())
 	}
 	stderr := second.Stderr.String()
@@ -61,7 +62,7 @@ func TestDuplicateNodeID(t *testing.T) {
 	waitRedis(t, r, 10*time.Second, "the restarted owner's 1 user", func() bool {
 		return r.Do("GET", "online_users") == "1" && r.Do("HKEYS", "{presence}:node:dup-node") == "[dup-e]"
 	})
-	time.Sleep(3 * time.Second) // past its grace: it must not give up
+	time.Sleep(time.Second) // a few more heartbeats: it must not give up
 	select {
 	case <-third.done:
 		t.Fatalf("restarted process exited:\n%s", third.Log())

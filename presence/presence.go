@@ -11,6 +11,7 @@ package presence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -26,6 +27,22 @@ var ErrResync = errors.New("presence: node share missing or out of date, resync 
 // processes started with one NODE_ID). Nothing is changed. The id is free
 // again once that lease expires.
 var ErrNodeTaken = errors.New("presence: node id held by another live process")
+
+// NodeTakenError is the ErrNodeTaken a store returns when it can say
+// until when the holder's lease runs: a lease that keeps moving forward
+// means the holder is alive, not a crashed process whose lease has yet
+// to run out.
+type NodeTakenError struct {
+	Node  string
+	Lease int64 // the holder's lease expiry on the store's clock (ms)
+}
+
+func (e *NodeTakenError) Error() string {
+	return fmt.Sprintf("presence: node id %s held by another live process (lease until %d)", e.Node, e.Lease)
+}
+
+// Is makes errors.Is(err, ErrNodeTaken) true.
+func (e *NodeTakenError) Is(target error) bool { return target == ErrNodeTaken }
 
 // ErrRefused is wrapped by stores whose server answers but refuses writes
 // (Redis at maxmemory under noeviction, a read-only replica): the counts

@@ -69,6 +69,8 @@ type Tracker struct {
 
 	writeErr   atomic.Pointer[error] // the last store call's error, nil after a success
 	takenSince time.Time             // first ErrNodeTaken of the current run of them; Run goroutine only
+	takenLease int64                 // the holder's latest lease seen; Run goroutine only
+	renewals   int                   // times the holder's lease moved forward; Run goroutine only
 	conflict   chan error            // receives once when the node id stays taken
 	gaveUp     bool                  // conflict was sent; Run goroutine only
 }
@@ -522,18 +524,30 @@ func (t *Tracker) call(ctx context.Context, op func(context.Context) (int64, err
 // nodeTaken handles a refusal of this node's id: logged once, given
 // TakenGrace to clear (the holder may be a crashed predecessor whose lease
 // has not run out yet), then reported on Conflict.
+// A holder whose lease the store has seen move forward twice is alive
+// (one move could be the outage grace of heartbeat.lua, which extends
+// every lease once), so the tracker gives up at once.
 func (t *Tracker) nodeTaken(err error) {
 	t.down.Store(false) // the store answers; it refuses us
 	now := time.Now()
+	var nte *NodeTakenError
+	lease := int64(0)
+	if errors.As(err, &nte) {
+		lease = nte.Lease
+	}
 	if t.takenSince.IsZero() {
-		t.takenSince = now
+		t.takenSince, t.takenLease, t.renewals = now, lease, 0
 		t.log.Error("NODE_ID is held by another live process; this node's connections are not counted until its lease runs out",
 			"node", t.o.Node, "gives_up_in", t.o.TakenGrace, "err", err)
 		return
 	}
-	if !t.gaveUp && now.Sub(t.takenSince) >= t.o.TakenGrace {
+	if lease > t.takenLease && t.takenLease != 0 {
+		t.renewals++
+	}
+	t.takenLease = max(t.takenLease, lease)
+	if !t.gaveUp && (t.renewals >= 2 || now.Sub(t.takenSince) >= t.o.TakenGrace) {
 		t.gaveUp = true
-		t.conflict <- fmt.Errorf("presence: NODE_ID %q is in use by another live process (its lease was renewed for %v); give every node its own NODE_ID", t.o.Node, t.o.TakenGrace)
+		t.conflict <- fmt.Errorf("presence: NODE_ID %q is in use by another live process (it keeps renewing its lease); give every node its own NODE_ID", t.o.Node)
 	}
 }
 

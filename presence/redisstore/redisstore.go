@@ -168,6 +168,11 @@ func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
 		}
 	}
 	n, err := s.sync.Run(ctx, s.rdb, s.keys(sh.Node), args...).Int64()
+	if rest, ok := strings.CutPrefix(fmt.Sprint(err), "TAKEN "); ok && err != nil {
+		lease, _, _ := strings.Cut(rest, " ")
+		ms, _ := strconv.ParseFloat(lease, 64)
+		return 0, fmt.Errorf("redisstore: sync: %w", &presence.NodeTakenError{Node: sh.Node, Lease: int64(ms)})
+	}
 	if err != nil {
 		return 0, wrap("sync", err)
 	}

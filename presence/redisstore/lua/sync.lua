@@ -13,9 +13,9 @@
 --         data set means Redis lost data), else 0
 -- ARGV[8], ARGV[9], ... pairs of user id, that user's connections (> 0)
 --
--- Returns the number of online users, or the error "TAKEN ..." without
--- writing anything when another process (another token) holds a live
--- lease on the node id.
+-- Returns the number of online users, or the error "TAKEN <lease expiry
+-- ms> ..." without writing anything when another process (another
+-- token) holds a live lease on the node id.
 
 local prefix, node = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[4])
@@ -24,7 +24,7 @@ local held = redis.call('HGET', KEYS[5], node)
 if held and lease_owner(held) ~= lease_owner(ARGV[3]) then
   local lease = redis.call('ZSCORE', KEYS[1], node)
   if lease and tonumber(lease) > now then
-    return redis.error_reply('TAKEN node id ' .. node .. ' is held by another live process')
+    return redis.error_reply('TAKEN ' .. lease .. ' node id ' .. node .. ' is held by another live process')
   end
 end
 touch_epoch(now, tonumber(ARGV[7]))
