@@ -142,6 +142,23 @@ func TestCLIKeptAdminToken(t *testing.T) {
 		t.Fatalf("admin-token: exit %d, %q, stderr %q; want the printed token", code, out, stderr)
 	}
 
+	// token in another directory, without DATA_DIR, would sign with a new
+	// ./data/jwt_secret that the server does not use: refused, nothing created.
+	_, stderr, code := runCLI(t, cwd, map[string]string{"PORT": fmt.Sprint(p.Port)}, "token", "--user", "alice")
+	if code != 1 || !strings.Contains(stderr, "but a presenced answers on 127.0.0.1:"+fmt.Sprint(p.Port)) || !strings.Contains(stderr, filepath.Join(cwd, "data", "jwt_secret")) {
+		t.Errorf("token with another DATA_DIR while a server runs: exit %d, stderr %q; want 1 and the reason", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(cwd, "data")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused token created %s (%v)", filepath.Join(cwd, "data"), err)
+	}
+	// With the server's DATA_DIR it signs with the server's secret.
+	userToken, _, code := runCLI(t, cwd, cli, "token", "--user", "alice")
+	if c := Dial(t, p.Node, strings.TrimSpace(userToken)); code != 0 || c.Hello.UserID == nil || *c.Hello.UserID != "alice" {
+		t.Fatalf("token with the server's DATA_DIR: exit %d, hello %+v", code, c.Hello)
+	} else {
+		c.Conn.Close()
+	}
+
 	// connect --user alice mints with the kept secret and prints the hello.
 	conn := StartProc(t, cwd, []string{"connect", "--user", "alice"}, cli)
 	deadline := time.Now().Add(10 * time.Second)

@@ -134,6 +134,9 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
+	if err := refuseStrangerSecret(cfg); err != nil {
+		return err
+	}
 	secret, err := jwtSecret(cfg, saidCreated(stderr))
 	if err != nil {
 		return err

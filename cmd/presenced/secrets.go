@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/presenced/presenced/auth"
@@ -166,4 +168,30 @@ func benchSecret(getenv func(string) string, stderr io.Writer) (string, error) {
 		return "", usageError{"bench: " + err.Error() + "; or pass --secret"}
 	}
 	return string(s), nil
+}
+
+// refuseStrangerSecret stops `presenced token` from creating a JWT secret
+// while a presenced answers on this machine's PORT: that server cannot be
+// using the new secret (it would have created the file), so it would
+// refuse every token signed with it. The usual cause is running token in
+// another directory than the server, whose ./data is another DATA_DIR.
+func refuseStrangerSecret(cfg config.Config) error {
+	if cfg.JWTSecret != "" || cfg.JWKSURL != "" || cfg.Port == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, jwtSecretFile)); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(cfg.Port)
+	client := &http.Client{Timeout: 500 * time.Millisecond}
+	resp, err := client.Get("http://" + addr + "/healthz")
+	if err != nil {
+		return nil
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"status"`)) {
+		return nil // not a presenced
+	}
+	return fmt.Errorf("token: JWT_SECRET is not set and %s does not exist, but a presenced answers on %s: it uses another secret and would refuse a token signed with a new one. Run token with that server's DATA_DIR (or its JWT_SECRET)", keptPath(cfg, jwtSecretFile), addr)
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/presenced/presenced/internal/testenv"
 )
 
 // fileMode returns path's permission bits, failing the test if it is missing.
@@ -23,7 +26,8 @@ func fileMode(t *testing.T, path string) os.FileMode {
 func TestTokenCreatesSecretSaysSo(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
-	vars := map[string]string{"DATA_DIR": dir}
+	// Nothing listens on PORT, so token may create a secret.
+	vars := map[string]string{"DATA_DIR": dir, "PORT": fmt.Sprint(testenv.FreePort(t))}
 	stdout, stderr, code := runCmd(t, vars, "token", "--user", "alice")
 	path := filepath.Join(dir, "jwt_secret")
 	if code != 0 || strings.Count(stdout, ".") != 2 {
@@ -108,7 +112,7 @@ func TestBenchFindsTheKeptSecret(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("bench created %v", entries)
 	}
-	if _, _, code := runCmd(t, map[string]string{"DATA_DIR": dir}, "token", "--user", "a"); code != 0 {
+	if _, _, code := runCmd(t, map[string]string{"DATA_DIR": dir, "PORT": fmt.Sprint(testenv.FreePort(t))}, "token", "--user", "a"); code != 0 {
 		t.Fatal("token failed")
 	}
 	kept, err := os.ReadFile(filepath.Join(dir, "jwt_secret"))
