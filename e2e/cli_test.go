@@ -134,8 +134,11 @@ func TestCLIKeptAdminToken(t *testing.T) {
 	}
 	token := m[2]
 	fi, err := os.Stat(filepath.Join(dataDir, "admin_token"))
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("admin_token: %v, mode %v; want 0600", err, fi)
+	if err != nil {
+		t.Fatalf("admin_token: %v", err)
+	}
+	if m := fi.Mode().Perm(); m != 0o600 {
+		t.Fatalf("admin_token mode %o, want 600", m)
 	}
 	cli := map[string]string{"DATA_DIR": dataDir, "PORT": fmt.Sprint(p.Port), "ADMIN_TOKEN": "", "JWT_SECRET": ""}
 	if out, stderr, code := runCLI(t, cwd, cli, "admin-token"); code != 0 || strings.TrimSpace(out) != token || stderr != "" {
