@@ -55,7 +55,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		log.Warn("no MONGODB_URI: while Redis is unavailable the dashboard falls back to this node's SQLite, which knows only this node's users (fallbackScope: node); a cluster-wide fallback needs MONGODB_URI")
 	}
 
-	secret, err := jwtSecret(cfg)
+	secret, err := jwtSecret(cfg, func(path string) { log.Info("created a new JWT secret", "path", path) })
 	if err != nil {
 		_ = ds.Close(context.Background())
 		return err
@@ -68,10 +68,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = ds.Close(context.Background())
 		return fmt.Errorf("auth: %w", err)
 	}
-	adminToken := cfg.AdminToken
-	if adminToken == "" && cfg.JWTSecret == "" {
-		adminToken = auth.RandomToken()
-		fmt.Fprintf(stdout, "Admin token (generated; set ADMIN_TOKEN to choose one): %s\n", adminToken)
+	adminToken, err := serveAdminToken(cfg, stdout, func(path string) { log.Info("admin token kept", "path", path) })
+	if err != nil {
+		_ = ds.Close(context.Background())
+		return err
 	}
 
 	// Presence: Redis (managed or external) or memory.
