@@ -74,22 +74,22 @@ type Options struct {
 	Logger           *slog.Logger
 }
 
-// Overview is GET /api/admin/dashboard/overview.
+// Overview is GET /api/admin/dashboard/overview. FallbackScope is set
+// when the online count comes from the data store's fallback: "cluster"
+// when that store is shared by every node (MongoDB), "node" when it only
+// knows this node's users (SQLite).
 type Overview struct {
-	OnlineUsers       int64  `json:"onlineUsers"`
-	OnlineConnections int64  `json:"onlineConnections"`
-	OnlineGuests      int64  `json:"onlineGuests"`
-	PeakOnlineToday   int64  `json:"peakOnlineToday"`
-	TotalUsers        int64  `json:"totalUsers"`
-	NewUsersToday     int64  `json:"newUsersToday"`
-	ActiveUsers24h    int64  `json:"activeUsers24h"`
-	Source            string `json:"source"`
-	// FallbackScope is set when the online count comes from the data
-	// store's fallback: "cluster" when that store is shared by every node
-	// (MongoDB), "node" when it only knows this node's users (SQLite).
-	FallbackScope string    `json:"fallbackScope,omitempty"`
-	Stale         bool      `json:"stale"`
-	GeneratedAt   time.Time `json:"generatedAt"`
+	OnlineUsers       int64     `json:"onlineUsers"`
+	OnlineConnections int64     `json:"onlineConnections"`
+	OnlineGuests      int64     `json:"onlineGuests"`
+	PeakOnlineToday   int64     `json:"peakOnlineToday"`
+	TotalUsers        int64     `json:"totalUsers"`
+	NewUsersToday     int64     `json:"newUsersToday"`
+	ActiveUsers24h    int64     `json:"activeUsers24h"`
+	Source            string    `json:"source"`
+	FallbackScope     string    `json:"fallbackScope,omitempty"`
+	Stale             bool      `json:"stale"`
+	GeneratedAt       time.Time `json:"generatedAt"`
 }
 
 // Dependency is the status of one dependency in the server-load stats.
