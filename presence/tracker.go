@@ -34,13 +34,14 @@ type TrackerOptions struct {
 	// caller of Connect or Disconnect) when a user's first connection on
 	// this node opens and when its last one closes.
 	OnOnline, OnOffline func(user string)
+	Logger              *slog.Logger
+
 	// TakenGrace is how long the store may refuse this node's id
 	// (ErrNodeTaken) before the tracker gives up and reports it on
 	// Conflict; zero means three heartbeat intervals. Set it above the
 	// lease, so that a process restarted right after a crash waits for its
 	// predecessor's lease to run out instead of giving up.
 	TakenGrace time.Duration
-	Logger     *slog.Logger
 }
 
 // Tracker holds this node's connections, which are authoritative for the
@@ -64,9 +65,9 @@ type Tracker struct {
 	kick   chan struct{}
 	seq    uint64 // owned by the Run goroutine
 	online atomic.Int64
-	down   atomic.Bool  // the last store call failed
-	state  atomic.Int32 // 0, stateUnavailable or stateRefused: what was last logged
+	down   atomic.Bool // the last store call failed
 
+	state      atomic.Int32          // 0, stateUnavailable or stateRefused: what was last logged
 	writeErr   atomic.Pointer[error] // the last store call's error, nil after a success
 	takenSince time.Time             // first ErrNodeTaken of the current run of them; Run goroutine only
 	takenLease int64                 // the holder's latest lease seen; Run goroutine only
@@ -95,15 +96,16 @@ func NewTracker(o TrackerOptions) *Tracker {
 	if o.TakenGrace <= 0 {
 		o.TakenGrace = 3 * o.HeartbeatInterval
 	}
-	return &Tracker{
-		conflict: make(chan error, 1),
-		o:        o,
-		log:      o.Logger,
-		users:    make(map[string]int64),
-		pending:  make(map[string]int64),
-		resync:   true,
-		kick:     make(chan struct{}, 1),
+	t := &Tracker{
+		o:       o,
+		log:     o.Logger,
+		users:   make(map[string]int64),
+		pending: make(map[string]int64),
+		resync:  true,
+		kick:    make(chan struct{}, 1),
 	}
+	t.conflict = make(chan error, 1)
+	return t
 }
 
 // Connect records a new connection of user ("" for a guest). The returned
