@@ -125,6 +125,15 @@ func TestRedisRefusingWrites(t *testing.T) {
 	if status == http.StatusOK || rd.Dependencies["redis"] != "degraded" || !strings.Contains(rd.Reasons["redis"], "refus") {
 		t.Fatalf("/readyz while Redis refuses writes = %d %+v, want non-200, redis degraded with a reason", status, rd)
 	}
+	var sl struct {
+		Redis struct {
+			Status string `json:"status"`
+			Error  string `json:"error"`
+		} `json:"redis"`
+	}
+	if status := n.Get("/api/admin/dashboard/server-load", true, &sl); status != http.StatusOK || sl.Redis.Status != "degraded" || sl.Redis.Error == "" {
+		t.Fatalf("server-load while Redis refuses writes = %d %+v, want redis degraded with a reason", status, sl)
+	}
 	sawStale := false
 	for range 20 { // many heartbeats fail meanwhile
 		o := n.Overview()
