@@ -45,7 +45,7 @@ func TestUserStatsOncePerCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const every = 100 * time.Millisecond
+	const every = 250 * time.Millisecond
 	ds := mustOpenSQLite(t)
 	ctx := context.Background()
 	if err := ds.InsertUsers(ctx, []store.User{{ID: "a", CreatedAt: time.Now()}, {ID: "b", CreatedAt: time.Now()}}); err != nil {
@@ -59,7 +59,7 @@ func TestUserStatsOncePerCluster(t *testing.T) {
 			svcs[0].Overview(ctx) // the first node has shared a result before the others start
 		}
 	}
-	time.Sleep(15 * every)
+	time.Sleep(12 * every)
 	for i, svc := range svcs {
 		if o := svc.Overview(ctx); o.TotalUsers != 2 || o.Stale {
 			t.Errorf("node %d: overview = %+v, want totalUsers 2, not stale", i, o)
@@ -73,7 +73,7 @@ func TestUserStatsOncePerCluster(t *testing.T) {
 		}
 	}
 	if counter.calls < 5 {
-		t.Errorf("user stats computed %d times in 15 periods: not refreshed", counter.calls)
+		t.Errorf("user stats computed %d times in 12 periods: not refreshed", counter.calls)
 	}
-	t.Logf("user stats computed %d times for 3 nodes over 15 refresh periods", counter.calls)
+	t.Logf("user stats computed %d times for 3 nodes over 12 refresh periods", counter.calls)
 }
