@@ -63,7 +63,8 @@ type Tracker struct {
 	stopped bool            // Run has returned: nobody will release waiters
 
 	kick   chan struct{}
-	seq    uint64 // owned by the Run goroutine
+	seq    uint64 // the sequence the store holds for us; owned by the Run goroutine
+	used   uint64 // the highest sequence ever sent, so every rewrite attempt gets a fresh one; Run goroutine only
 	online atomic.Int64
 	down   atomic.Bool // the last store call failed
 
@@ -349,7 +350,22 @@ func (t *Tracker) flush(ctx context.Context) {
 		deltas = deltas[len(chunk):]
 		b := Batch{Node: t.o.Node, Seq: t.seq + 1, Deltas: chunk, Guests: guests}
 		guests = 0
+		t.used = max(t.used, b.Seq)
 		online, err := t.call(ctx, func(ctx context.Context) (int64, error) { return t.o.Store.Apply(ctx, b) })
+		if errors.Is(err, ErrNotApplied) {
+			// The store, read back after a timeout, says nothing
+			// changed: the deltas wait for the next flush (the heartbeat
+			// retries soon while the store is down).
+			t.mu.Lock()
+			for _, ds := range [][]Delta{chunk, deltas} {
+				for _, d := range ds {
+					t.pending[d.User] += d.N
+				}
+			}
+			t.pGuests += b.Guests
+			t.mu.Unlock()
+			break
+		}
 		if err != nil {
 			// The share in the store is unknown now: the local state
 			// (which already holds every pending delta) replaces it.
@@ -379,9 +395,15 @@ func (t *Tracker) shareLocked() Share {
 }
 
 func (t *Tracker) writeShare(ctx context.Context, share Share) {
-	share.Seq = t.seq + 1
+	// A fresh sequence for every attempt: a late call of an abandoned
+	// one is then refused by the store (ErrStale).
+	t.used = max(t.used, t.seq) + 1
+	share.Seq = t.used
 	share.Rejoin = t.seq > 0
-	online, err := t.call(ctx, func(ctx context.Context) (int64, error) { return t.o.Store.Sync(ctx, share) })
+	// A rewrite takes one store call per chunk of users: it gets one
+	// heartbeat interval per 20 000 users.
+	within := t.o.HeartbeatInterval * time.Duration(1+len(share.Users)/20000)
+	online, err := t.callWithin(ctx, within, func(ctx context.Context) (int64, error) { return t.o.Store.Sync(ctx, share) })
 	if err != nil {
 		return // t.resync stays set: the next flush or heartbeat tries again
 	}
@@ -394,17 +416,14 @@ func (t *Tracker) writeShare(ctx context.Context, share Share) {
 }
 
 func (t *Tracker) heartbeat(ctx context.Context) {
+	// Write what is due first: a share to rewrite, or deltas a failed
+	// write left pending.
+	t.flush(ctx)
 	t.mu.Lock()
 	resync := t.resync
 	t.mu.Unlock()
 	if resync {
-		t.flush(ctx)
-		t.mu.Lock()
-		resync = t.resync
-		t.mu.Unlock()
-		if resync {
-			return // still failing; logged by call
-		}
+		return // still failing; logged by call
 	}
 	info := t.NodeInfo()
 	_, err := t.call(ctx, func(ctx context.Context) (int64, error) {
@@ -422,13 +441,12 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 				return 0, t.o.Store.Heartbeat(ctx, t.seq, info)
 			})
 		}
-	} else if err != nil {
-		t.mu.Lock()
-		t.resync = true
-		t.mu.Unlock()
-	} else {
+	} else if err == nil {
 		t.repair(ctx)
 	}
+	// Any other error leaves the share as it was: a heartbeat only renews
+	// the lease, so there is nothing to rewrite. If the store lost the
+	// share meanwhile, the next heartbeat says so (ErrResync).
 }
 
 // repair runs the store's bounded consistency check after a heartbeat
@@ -481,7 +499,12 @@ func (t *Tracker) NodeInfo() NodeInfo {
 // call runs one store operation with a deadline of one heartbeat interval
 // and logs only changes between up and down, so an outage is one line.
 func (t *Tracker) call(ctx context.Context, op func(context.Context) (int64, error)) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.o.HeartbeatInterval)
+	return t.callWithin(ctx, t.o.HeartbeatInterval, op)
+}
+
+// callWithin is call with a deadline of d.
+func (t *Tracker) callWithin(ctx context.Context, d time.Duration, op func(context.Context) (int64, error)) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	n, err := op(ctx)
 	if err == nil || errors.Is(err, ErrResync) {

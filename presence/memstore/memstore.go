@@ -84,6 +84,9 @@ func (s *Store) Sync(_ context.Context, sh presence.Share) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.nodes[sh.Node]; old != nil {
+		if sh.Seq < old.seq {
+			return 0, fmt.Errorf("memstore: sync: %w (sequence %d, stored %d)", presence.ErrStale, sh.Seq, old.seq)
+		}
 		s.drop(sh.Node)
 	}
 	n := &node{seq: sh.Seq, lease: s.now().Add(s.ttl), users: make(map[string]int64, len(sh.Users)), guests: sh.Guests}

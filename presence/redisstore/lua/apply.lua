@@ -38,19 +38,17 @@ if guests < 0 and tonumber(redis.call('HGET', KEYS[4], node) or '0') + guests < 
   return redis.error_reply('RESYNC guests below zero')
 end
 
+local now = now_ms()
 for i = 6, #ARGV, 2 do
   local user, d = ARGV[i], tonumber(ARGV[i + 1])
   if redis.call('HINCRBY', KEYS[8], user, d) <= 0 then
     redis.call('HDEL', KEYS[8], user)
   end
-  if redis.call('HINCRBY', KEYS[2], user, d) <= 0 then
-    redis.call('HDEL', KEYS[2], user)
-  end
+  add_user(user, d, now)
 end
 redis.call('HINCRBY', KEYS[3], node, total + guests)
 redis.call('HINCRBY', KEYS[4], node, guests)
 redis.call('HSET', KEYS[5], node, ARGV[4])
 
-local now = now_ms()
-touch_epoch(now, 0)
+touch_epoch(now)
 return publish(prefix, now)
