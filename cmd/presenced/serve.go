@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -73,23 +72,23 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 
 	// Presence: Redis (managed or external) or memory.
 	var (
-		rdb      *redis.Client
+		rdb      redis.UniversalClient
 		pstore   presence.Store
 		reader   presence.Reader
 		source   = "memory"
 		probe    dashboard.RedisProbe
 		redisMon *redisMonitor
 	)
-	if cfg.RedisURL != "" {
-		rdb, err = redisstore.NewClient(cfg.RedisURL)
+	if cfg.RedisConfigured() {
+		rdb, err = redisstore.NewUniversalClient(redisClientOptions(cfg))
 		if err != nil {
 			_ = ds.Close(context.Background())
-			return &config.Error{Var: "REDIS_URL", Reason: "not a Redis URL"}
+			return &config.Error{Var: "REDIS_URL", Reason: err.Error()}
 		}
 		source = "redis"
 		p := redisstore.NewProbe(rdb)
 		probe = p
-		redisMon = &redisMonitor{probe: p, log: log}
+		redisMon = &redisMonitor{probe: p, log: log, topology: cfg.RedisTopology(), allowEviction: cfg.RedisAllowEviction, fatal: make(chan error, 1)}
 		if cfg.PresenceMode == "external" {
 			reader = redisstore.NewExternal(rdb, cfg.OnlineUsersKey)
 		} else {
@@ -195,7 +194,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		go func() { defer wg.Done(); redisMon.run(bg) }()
 	}
 
-	<-ctx.Done()
+	var fatal error
+	select {
+	case <-ctx.Done():
+	case fatal = <-redisMon.fatalC():
+		log.Error("stopping: " + fatal.Error())
+	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -235,7 +239,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	log.Info("data store closed", "kind", ds.Kind())
 	log.Info("shutdown complete")
-	return nil
+	return fatal
 }
 
 // openStore opens the configured data store. With startDown, a MongoDB
@@ -262,7 +266,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, startDo
 
 func modeName(cfg config.Config) string {
 	switch {
-	case cfg.RedisURL == "":
+	case !cfg.RedisConfigured():
 		return "embedded"
 	case cfg.PresenceMode == "external":
 		return "external"
@@ -275,64 +279,6 @@ func newNodeID() string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
-}
-
-// redisMonitor logs the Redis connection's state: the three lines of the
-// design note when it connects, one line per failed attempt with capped
-// exponential backoff while it is down.
-type redisMonitor struct {
-	probe *redisstore.Probe
-	log   *slog.Logger
-}
-
-func (m *redisMonitor) run(ctx context.Context) {
-	const (
-		minBackoff = 100 * time.Millisecond
-		maxBackoff = 2 * time.Second
-		checkEvery = 250 * time.Millisecond
-	)
-	for ctx.Err() == nil {
-		m.log.Info("Redis client connecting...")
-		backoff := minBackoff
-		for {
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := m.probe.Ping(pctx)
-			cancel()
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			m.log.Warn("Redis connection failed; retrying", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, maxBackoff)
-		}
-		m.log.Info("Redis client ready")
-		m.log.Info("Redis connected successfully")
-		// Watch the connection; on loss, go back to connecting.
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(checkEvery):
-			}
-			pctx, cancel := context.WithTimeout(ctx, time.Second)
-			_, err := m.probe.Ping(pctx)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				if errors.Is(err, context.DeadlineExceeded) {
-					err = errors.New("no answer within 1s")
-				}
-				m.log.Warn("Redis connection lost", "err", err)
-				break
-			}
-		}
-	}
 }
 
 // panelFiles returns the admin panel's files embedded in the binary.

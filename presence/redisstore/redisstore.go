@@ -30,8 +30,10 @@ var luaFiles embed.FS
 // Options configures a Store. The zero value of each field means the
 // documented default.
 type Options struct {
-	// Prefix starts every presence key; zero means "{presence}". It must
-	// contain a {hash tag} so that all keys land in one Cluster slot.
+	// Prefix starts every presence key; zero means OnlineKey's own hash
+	// tag, or OnlineKey itself as the tag ("{online_users}"), so that every
+	// key lands in the Cluster slot of OnlineKey and `GET online_users`
+	// keeps working on a Cluster. It must contain a {hash tag}.
 	Prefix string
 	// OnlineKey is the string key holding the online count; zero means
 	// "online_users".
@@ -60,11 +62,11 @@ var _ presence.Store = (*Store)(nil)
 
 // New returns a Store that uses rdb. It does not touch Redis.
 func New(rdb redis.UniversalClient, o Options) (*Store, error) {
-	if o.Prefix == "" {
-		o.Prefix = "{presence}"
-	}
 	if o.OnlineKey == "" {
 		o.OnlineKey = "online_users"
+	}
+	if o.Prefix == "" {
+		o.Prefix = defaultPrefix(o.OnlineKey)
 	}
 	if o.NodeTTL == 0 {
 		o.NodeTTL = 6 * time.Second
@@ -75,7 +77,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.NodeTTL < time.Millisecond {
 		return nil, fmt.Errorf("redisstore: node TTL %v too short", o.NodeTTL)
 	}
-	if !strings.Contains(o.Prefix, "{") || !strings.Contains(o.Prefix, "}") {
+	if hashTag(o.Prefix) == "" {
 		return nil, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
 	}
 	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow}
@@ -274,4 +276,27 @@ func (s *Store) ClaimMinute(ctx context.Context, t time.Time) (bool, error) {
 		return false, fmt.Errorf("redisstore: claim minute: %w", err)
 	}
 	return ok, nil
+}
+
+// hashTag returns the part of key Redis Cluster hashes when it has one: the
+// bytes between the first "{" and the next "}", if any; "" when none.
+func hashTag(key string) string {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return ""
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	if end <= 0 {
+		return ""
+	}
+	return key[open+1 : open+1+end]
+}
+
+// defaultPrefix is the prefix whose hash tag puts every key in the slot of
+// onlineKey: onlineKey's own tag, or onlineKey itself as the tag.
+func defaultPrefix(onlineKey string) string {
+	if tag := hashTag(onlineKey); tag != "" {
+		return "{" + tag + "}"
+	}
+	return "{" + onlineKey + "}"
 }
