@@ -44,6 +44,12 @@ type Redis struct {
 	dir  string // parent of each run's working directory
 	port int    // fixed once StartRedis returns
 
+	// args, when set, returns the arguments of each run, given its
+	// directory, instead of the default ones (a Sentinel's config file).
+	args func(dir string) []string
+	// extra are arguments added to the default ones (cluster mode, TLS).
+	extra []string
+
 	mu     sync.Mutex // serialises Start, Stop, Kill, Pause, Resume
 	proc   *redisProc // nil while not running
 	paused bool
@@ -66,11 +72,29 @@ type redisProc struct {
 // skips it.
 func StartRedis(tb testing.TB) *Redis {
 	tb.Helper()
+	return StartRedisWith(tb)
+}
+
+// StartRedisWith is StartRedis with extra redis-server arguments, e.g.
+// "--requirepass", "secret" or "--maxmemory-policy", "allkeys-lru". Do
+// speaks no AUTH, so it fails on a server that requires a password.
+func StartRedisWith(tb testing.TB, extra ...string) *Redis {
+	tb.Helper()
+	return startRedis(tb, func(r *Redis) { r.extra = extra })
+}
+
+// startRedis starts a server after setup has adjusted it (its port is
+// not chosen yet; its dir is).
+func startRedis(tb testing.TB, setup func(r *Redis)) *Redis {
+	tb.Helper()
 	bin, err := redisServerBinary()
 	if err != nil {
 		tb.Fatalf("testenv: %v", err)
 	}
 	r := &Redis{tb: tb, bin: bin, dir: tb.TempDir()}
+	if setup != nil {
+		setup(r)
+	}
 	tb.Cleanup(r.cleanup)
 
 	// The free port may be taken by another process before redis-server
@@ -239,7 +263,7 @@ func (r *Redis) startLocked() error {
 	}
 	defer logFile.Close() // the child holds its own descriptor
 
-	cmd := exec.Command(r.bin,
+	args := []string{
 		"--port", strconv.Itoa(r.port),
 		"--bind", "127.0.0.1",
 		"--dir", dir,
@@ -247,7 +271,11 @@ func (r *Redis) startLocked() error {
 		"--appendonly", "no",
 		"--daemonize", "no",
 		"--loglevel", "notice",
-	)
+	}
+	if r.args != nil {
+		args = r.args(dir)
+	}
+	cmd := exec.Command(r.bin, append(args, r.extra...)...)
 	// A file, not a pipe: a pipe would keep `go test` waiting for a server
 	// that outlives a crashed test binary.
 	cmd.Stdout, cmd.Stderr = logFile, logFile
