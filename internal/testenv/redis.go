@@ -299,7 +299,8 @@ func (r *Redis) startLocked() error {
 			return fmt.Errorf("redis-server exited at start (%v); log:\n%s", cmd.ProcessState, log)
 		default:
 		}
-		if reply, err := redisDo(addr, 200*time.Millisecond, "PING"); err == nil && reply == "PONG" {
+		// A server started with --requirepass answers NOAUTH: it is up.
+		if reply, err := redisDo(addr, 200*time.Millisecond, "PING"); err == nil && (reply == "PONG" || strings.HasPrefix(reply, "(error) NOAUTH")) {
 			r.proc, r.paused = p, false
 			return nil
 		}

@@ -144,7 +144,9 @@ func (c *RedisCluster) Restart(n *Redis, outage time.Duration) {
 }
 
 // WaitServing waits until n reports cluster_state:ok.
-func (c *RedisCluster) WaitServing(n *Redis, timeout time.Duration) error { return c.waitOK(n, timeout) }
+func (c *RedisCluster) WaitServing(n *Redis, timeout time.Duration) error {
+	return c.waitOK(n, timeout)
+}
 
 func (c *RedisCluster) waitOK(n *Redis, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
