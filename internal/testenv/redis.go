@@ -177,6 +177,17 @@ func (r *Redis) Start() {
 	}
 }
 
+// StartWith is Start with other extra redis-server arguments (see
+// StartRedisWith), kept for later starts, e.g. to bring Redis back with
+// another maxmemory-policy.
+func (r *Redis) StartWith(extra ...string) {
+	r.tb.Helper()
+	r.mu.Lock()
+	r.extra = extra
+	r.mu.Unlock()
+	r.Start()
+}
+
 // Pause freezes the server with SIGSTOP: connections stay open and requests
 // go unanswered, as when Redis hangs. Resume undoes it.
 func (r *Redis) Pause() {

@@ -98,7 +98,19 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	return s, nil
 }
 
-// keys returns the KEYS every script takes (see lua/lib.lua).
+// keys returns the KEYS every script takes (see lua/lib.lua). go-redis
+// routes a script by KEYS[1], and every key here shares the prefix's hash
+// tag, which by default is the slot of the online key itself.
+//
+// Some keys are named inside the scripts, at run time, and cannot be
+// listed here: the day's peak (<prefix>:peak:<day>, the day from Redis's
+// clock), and, when a heartbeat or a listing finds other nodes, their
+// <prefix>:node:<id> and <prefix>:nodeinfo:<id> keys. They are built from
+// the same prefix, so they hash to the same slot as KEYS[1]; Redis Cluster
+// serves a script's undeclared keys when they are in a slot of the node
+// running it, and these always are (a script without a shebang flag is
+// not held to its declared keys). TestOnCluster runs every script,
+// reaping included, on a real cluster.
 func (s *Store) keys(node string) []string {
 	p := s.prefix
 	return []string{
