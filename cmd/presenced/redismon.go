@@ -156,3 +156,12 @@ func (m *redisMonitor) checkEviction(ctx context.Context) error {
 	}
 	return nil
 }
+
+// goRedisLogger sends go-redis's own messages (a Sentinel naming a new
+// master, a pool that cannot dial) to the process's logger, so that they
+// follow LOG_FORMAT instead of going to stderr in go-redis's format.
+type goRedisLogger struct{ log *slog.Logger }
+
+func (l goRedisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.InfoContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}

@@ -80,6 +80,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		redisMon *redisMonitor
 	)
 	if cfg.RedisConfigured() {
+		redis.SetLogger(goRedisLogger{log: log})
 		rdb, err = redisstore.NewUniversalClient(redisClientOptions(cfg))
 		if err != nil {
 			_ = ds.Close(context.Background())
