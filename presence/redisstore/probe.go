@@ -21,17 +21,46 @@ func NewProbe(rdb redis.UniversalClient) *Probe { return &Probe{rdb: rdb} }
 
 // Ping measures one round trip. A failure is a *StateError telling why
 // (see Classify).
+//
+// On a Cluster every master is pinged: a Cluster client's PING reaches any
+// one node, which says nothing of the master holding the presence keys,
+// and with one master down the cluster refuses writes anyway.
 func (p *Probe) Ping(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
-	if err := p.rdb.Ping(ctx).Err(); err != nil {
+	var err error
+	if c, ok := p.rdb.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return m.Ping(ctx).Err()
+		})
+	} else {
+		err = p.rdb.Ping(ctx).Err()
+	}
+	if err != nil {
 		return 0, classified("ping", err)
 	}
 	return time.Since(start), nil
 }
 
-// UsedMemory returns the used_memory figure of INFO memory.
+// UsedMemory returns the used_memory figure of INFO memory; on a Cluster,
+// the sum over its masters.
 func (p *Probe) UsedMemory(ctx context.Context) (int64, error) {
-	info, err := p.rdb.Info(ctx, "memory").Result()
+	if c, ok := p.rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		var sum int64
+		err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			n, err := usedMemory(ctx, m)
+			mu.Lock()
+			sum += n
+			mu.Unlock()
+			return err
+		})
+		return sum, err
+	}
+	return usedMemory(ctx, p.rdb)
+}
+
+func usedMemory(ctx context.Context, rdb redis.Cmdable) (int64, error) {
+	info, err := rdb.Info(ctx, "memory").Result()
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: info memory: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +131,36 @@ func TestOnCluster(t *testing.T) {
 			t.Errorf("policies = %v, want 3 masters with %s on allkeys-lru", pol, c.Nodes[1].Addr())
 		}
 	})
+}
+
+// TestClusterProbe: the probe measures every master of a Cluster, so a
+// master down shows as Redis down even when another node answers.
+func TestClusterProbe(t *testing.T) {
+	c := testenv.StartRedisCluster(t)
+	rdb := universal(t, redisstore.ClientOptions{ClusterAddrs: c.Addrs()})
+	p := redisstore.NewProbe(rdb)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	var one int64
+	for _, n := range c.Nodes {
+		info := n.Do("INFO", "memory")
+		_, v, _ := strings.Cut(info, "used_memory:")
+		v, _, _ = strings.Cut(v, "\r\n")
+		x, _ := strconv.ParseInt(v, 10, 64)
+		one = max(one, x)
+	}
+	if used, err := p.UsedMemory(ctx); err != nil || used <= one {
+		t.Errorf("used memory %d, %v; want the sum over 3 masters (one alone uses up to %d)", used, err, one)
+	}
+	c.Nodes[2].Kill()
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer pcancel()
+	if _, err := p.Ping(pctx); redisstore.Classify(err) != redisstore.StateUnreachable {
+		t.Errorf("ping with a master down: %v (%s), want unreachable", err, redisstore.Classify(err))
+	}
 }
 
 // respList splits an array reply as testenv renders it ("[a b c]").
