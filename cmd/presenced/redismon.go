@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/presenced/presenced/config"
@@ -21,6 +23,22 @@ func redisClientOptions(cfg config.Config) redisstore.ClientOptions {
 	}
 }
 
+// redisAddrs describes where the client connects, for the log: the
+// server, the Cluster's seeds or the Sentinels and master name; never a
+// credential. With a Cluster or Sentinel, REDIS_URL's host is not used.
+func redisAddrs(cfg config.Config) string {
+	switch cfg.RedisTopology() {
+	case "cluster":
+		return strings.Join(cfg.RedisClusterAddrs, ",")
+	case "sentinel":
+		return cfg.RedisSentinelMaster + "@" + strings.Join(cfg.RedisSentinelAddrs, ",")
+	}
+	if u, err := url.Parse(cfg.RedisURL); err == nil {
+		return u.Host + u.Path
+	}
+	return ""
+}
+
 // redisMonitor logs the Redis connection's state: the three lines of the
 // design note when it connects, then one line per change of state (auth
 // refused, wrong database, TLS failed, unreachable are told apart), never
@@ -30,6 +48,7 @@ type redisMonitor struct {
 	probe         *redisstore.Probe
 	log           *slog.Logger
 	topology      string // "single", "cluster" or "sentinel"
+	addrs         string // where it connects, without credentials
 	allowEviction bool   // REDIS_ALLOW_EVICTION
 	fatal         chan error
 }
@@ -54,7 +73,7 @@ func (m *redisMonitor) run(ctx context.Context) {
 	)
 	state := redisstore.State("")
 	for ctx.Err() == nil {
-		m.log.Info("Redis client connecting...", "topology", m.topology)
+		m.log.Info("Redis client connecting...", "topology", m.topology, "addrs", m.addrs)
 		backoff := minBackoff
 		for {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)

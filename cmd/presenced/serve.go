@@ -89,7 +89,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		source = "redis"
 		p := redisstore.NewProbe(rdb)
 		probe = p
-		redisMon = &redisMonitor{probe: p, log: log, topology: cfg.RedisTopology(), allowEviction: cfg.RedisAllowEviction, fatal: make(chan error, 1)}
+		redisMon = &redisMonitor{probe: p, log: log, topology: cfg.RedisTopology(), addrs: redisAddrs(cfg), allowEviction: cfg.RedisAllowEviction, fatal: make(chan error, 1)}
 		if cfg.PresenceMode == "external" {
 			reader = redisstore.NewExternal(rdb, cfg.OnlineUsersKey)
 		} else {
