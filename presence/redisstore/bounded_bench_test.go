@@ -1,0 +1,136 @@
+package redisstore_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presenced/presenced/internal/testenv"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/presence/redisstore"
+)
+
+// slowlog makes Redis log every command, for longestScript.
+func slowlog(b *testing.B, rdb *redis.Client) {
+	ctx := context.Background()
+	rdb.ConfigSet(ctx, "slowlog-log-slower-than", "0")
+	rdb.ConfigSet(ctx, "slowlog-max-len", "100000")
+	rdb.SlowLogReset(ctx)
+}
+
+// longestScript returns the longest script call in the SLOWLOG, and the
+// number of script calls in it.
+func longestScript(b *testing.B, rdb *redis.Client) (time.Duration, int) {
+	var longest time.Duration
+	calls := 0
+	for _, e := range rdb.SlowLogGet(context.Background(), -1).Val() {
+		if len(e.Args) > 0 && strings.HasPrefix(strings.ToLower(e.Args[0]), "eval") {
+			longest = max(longest, e.Duration)
+			calls++
+		}
+	}
+	return longest, calls
+}
+
+// BenchmarkRewriteAfterFlush measures the rewrite of one node's share of
+// 100 000 or 300 000 users into a Redis that lost its data (FLUSHALL), in
+// chunks of the default Budget (1000 users): the time the whole rewrite
+// takes and the longest script call Redis's SLOWLOG saw. Goals (issue 8):
+// done within one heartbeat (HEARTBEAT_INTERVAL, 2 s by default), no script
+// over 10 ms.
+//
+//	go test -run XXX -bench RewriteAfterFlush -benchtime 3x ./presence/redisstore/
+func BenchmarkRewriteAfterFlush(b *testing.B) {
+	for _, users := range []int{100_000, 300_000} {
+		b.Run(strconv.Itoa(users), func(b *testing.B) {
+			srv := testenv.StartRedis(b)
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+			b.Cleanup(func() { rdb.Close() })
+			s, err := redisstore.New(rdb, redisstore.Options{Prefix: "{bench}", OnlineKey: "{bench}online_users", NodeTTL: time.Minute})
+			if err != nil {
+				b.Fatal(err)
+			}
+			share := presence.Share{Node: "big", Users: usersN("user-", users), Rejoin: true}
+			ctx := context.Background()
+			var longest time.Duration
+			calls := 0
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				rdb.FlushAll(ctx)
+				slowlog(b, rdb)
+				share.Seq = uint64(i + 1)
+				b.StartTimer()
+				if _, err := s.Sync(ctx, share); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				l, n := longestScript(b, rdb)
+				longest, calls = max(longest, l), n
+				if got := rdb.Get(ctx, "{bench}online_users").Val(); got != strconv.Itoa(users) {
+					b.Fatalf("online_users = %s after the rewrite, want %d", got, users)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(longest.Microseconds()), "longest-µs")
+			b.ReportMetric(float64(calls), "calls")
+		})
+	}
+}
+
+// BenchmarkReap measures the reap of a dead node holding 100 000 users,
+// by another node's heartbeat (heartbeat.lua, then reap.lua until done):
+// the time it takes and the longest script call in the SLOWLOG. Goals as
+// for the rewrite.
+//
+//	go test -run XXX -bench Reap -benchtime 3x ./presence/redisstore/
+func BenchmarkReap(b *testing.B) {
+	const users = 100_000
+	srv := testenv.StartRedis(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	b.Cleanup(func() { rdb.Close() })
+	ttl := 500 * time.Millisecond
+	s, err := redisstore.New(rdb, redisstore.Options{Prefix: "{bench}", OnlineKey: "{bench}online_users", NodeTTL: ttl, RecoveryWindow: time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	big := usersN("user-", users)
+	var longest time.Duration
+	calls := 0
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		rdb.FlushAll(ctx)
+		if _, err := s.Sync(ctx, presence.Share{Node: "live", Seq: 1, Users: map[string]int64{"l": 1}}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Sync(ctx, presence.Share{Node: "big", Seq: uint64(i + 1), Users: big}); err != nil {
+			b.Fatal(err)
+		}
+		// live keeps its lease (so this is no outage) until big's runs out.
+		for end := time.Now().Add(ttl + 50*time.Millisecond); time.Now().Before(end); time.Sleep(ttl / 10) {
+			if err := s.Heartbeat(ctx, 1, presence.NodeInfo{ID: "live"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		slowlog(b, rdb)
+		b.StartTimer()
+		if err := s.Heartbeat(ctx, 1, presence.NodeInfo{ID: "live"}); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		l, n := longestScript(b, rdb)
+		longest, calls = max(longest, l), n
+		if got := rdb.Get(ctx, "{bench}online_users").Val(); got != "1" {
+			b.Fatalf("online_users = %s after the reap, want 1", got)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(longest.Microseconds()), "longest-µs")
+	b.ReportMetric(float64(calls), "calls")
+}
