@@ -223,7 +223,7 @@ func TestRewriteReplacesAPartlyDifferentShare(t *testing.T) {
 // refused and changes nothing.
 func TestStaleRewriteRefused(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	px := startProxy(t, srv.Addr())
+	px := testenv.StartFaultProxy(t, srv.Addr())
 	s, p, _ := openAt(t, px.Addr(), redisstore.Options{Budget: 100, CallTimeout: 200 * time.Millisecond})
 	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 1, Users: usersN("first", 10)}); err != nil {
 		t.Fatal(err)
@@ -255,7 +255,7 @@ func TestStaleRewriteRefused(t *testing.T) {
 // settled by reading back the stored sequence, not by resending it.
 func TestUnknownOutcomesSettledByReadBack(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	px := startProxy(t, srv.Addr())
+	px := testenv.StartFaultProxy(t, srv.Addr())
 	s, p, _ := openAt(t, px.Addr(), redisstore.Options{Budget: 100, CallTimeout: 200 * time.Millisecond})
 	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 1, Users: map[string]int64{"alice": 1}}); err != nil {
 		t.Fatal(err)
@@ -386,7 +386,7 @@ func runTracker(t *testing.T, o presence.TrackerOptions) *presence.Tracker {
 // that times out leaves the share alone; the next one goes on.
 func TestHeartbeatErrorDoesNotForceRewrite(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	px := startProxy(t, srv.Addr())
+	px := testenv.StartFaultProxy(t, srv.Addr())
 	hb := 100 * time.Millisecond
 	s, _, _ := openAt(t, px.Addr(), redisstore.Options{NodeTTL: 10 * hb})
 	st := &syncCounter{Store: s}
@@ -417,7 +417,7 @@ func TestHeartbeatErrorDoesNotForceRewrite(t *testing.T) {
 // user.
 func TestChurnWithInjectedTimeouts(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	px := startProxy(t, srv.Addr())
+	px := testenv.StartFaultProxy(t, srv.Addr())
 	hb := 100 * time.Millisecond
 	prefix := fmt.Sprintf("{t%d}", prefixes.Add(1))
 	var trackers []*presence.Tracker

@@ -1,4 +1,4 @@
-package redisstore_test
+package testenv
 
 import (
 	"io"
@@ -6,14 +6,15 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
-// faultProxy forwards TCP connections to a real redis-server and injects
+// FaultProxy forwards TCP connections to a real redis-server and injects
 // the faults that leave a call's outcome unknown to the client: requests
 // held back (and delivered late, after the client gave up) and replies
 // dropped (the command ran, the client never hears of it). It does not
 // speak RESP: it only withholds or discards bytes.
-type faultProxy struct {
+type FaultProxy struct {
 	ln     net.Listener
 	target string
 
@@ -35,13 +36,15 @@ type proxyConn struct {
 	drop bool   // discard what the server answers
 }
 
-func startProxy(tb testing.TB, target string) *faultProxy {
+// StartFaultProxy listens on a loopback port and forwards to target
+// (host:port) until the test ends.
+func StartFaultProxy(tb testing.TB, target string) *FaultProxy {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &faultProxy{ln: ln, target: target, conns: map[*proxyConn]bool{}, rnd: rand.New(rand.NewPCG(7, 8))}
+	p := &FaultProxy{ln: ln, target: target, conns: map[*proxyConn]bool{}, rnd: rand.New(rand.NewPCG(7, 8))}
 	go p.accept()
 	tb.Cleanup(func() {
 		ln.Close()
@@ -55,9 +58,10 @@ func startProxy(tb testing.TB, target string) *faultProxy {
 	return p
 }
 
-func (p *faultProxy) Addr() string { return p.ln.Addr().String() }
+// Addr is the proxy's host:port.
+func (p *FaultProxy) Addr() string { return p.ln.Addr().String() }
 
-func (p *faultProxy) accept() {
+func (p *FaultProxy) accept() {
 	for {
 		client, err := p.ln.Accept()
 		if err != nil {
@@ -81,7 +85,7 @@ func (p *faultProxy) accept() {
 // upstream copies client -> server, keeping the bytes while held. When
 // the client goes away, a held connection stays open towards the server
 // so that Release can still deliver what it kept.
-func (p *faultProxy) upstream(c *proxyConn) {
+func (p *FaultProxy) upstream(c *proxyConn) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := c.client.Read(buf)
@@ -111,7 +115,7 @@ func (p *faultProxy) upstream(c *proxyConn) {
 }
 
 // downstream copies server -> client, discarding replies while drop is set.
-func (p *faultProxy) downstream(c *proxyConn) {
+func (p *FaultProxy) downstream(c *proxyConn) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := c.server.Read(buf)
@@ -133,9 +137,10 @@ func (p *faultProxy) downstream(c *proxyConn) {
 	}
 }
 
-// maybeBreak turns a random fault on for c: its request held back for
-// good (never delivered) or its replies dropped.
-func (p *faultProxy) maybeBreak(c *proxyConn) {
+// maybeBreak turns a random fault on for c: its request held back and
+// delivered late (after 0.5 to 2 s, when its client has given up), or its
+// replies dropped.
+func (p *FaultProxy) maybeBreak(c *proxyConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.next != "" {
@@ -152,14 +157,29 @@ func (p *faultProxy) maybeBreak(c *proxyConn) {
 	c.mu.Lock()
 	if p.rnd.IntN(2) == 0 {
 		c.hold = true
+		late := 500*time.Millisecond + time.Duration(p.rnd.Int64N(int64(1500*time.Millisecond)))
+		time.AfterFunc(late, c.release)
 	} else {
 		c.drop = true
 	}
 	c.mu.Unlock()
 }
 
+// release delivers what c held and lets it through again.
+func (c *proxyConn) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hold {
+		c.hold = false
+		if len(c.held) > 0 {
+			_, _ = c.server.Write(c.held)
+			c.held = nil
+		}
+	}
+}
+
 // Armed reports whether a HoldNext or DropNext is still waiting for a request.
-func (p *faultProxy) Armed() bool {
+func (p *FaultProxy) Armed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.next != ""
@@ -167,7 +187,7 @@ func (p *faultProxy) Armed() bool {
 
 // HoldNext makes the connection of the next request read keep it (and
 // what follows) until Release.
-func (p *faultProxy) HoldNext() {
+func (p *FaultProxy) HoldNext() {
 	p.mu.Lock()
 	p.next = "hold"
 	p.mu.Unlock()
@@ -175,7 +195,7 @@ func (p *faultProxy) HoldNext() {
 
 // DropNext makes the connection of the next request read discard its
 // replies: the request runs, its client never hears of it.
-func (p *faultProxy) DropNext() {
+func (p *FaultProxy) DropNext() {
 	p.mu.Lock()
 	p.next = "drop"
 	p.mu.Unlock()
@@ -183,14 +203,14 @@ func (p *faultProxy) DropNext() {
 
 // Random makes each request read break its connection with probability
 // chance (0 turns it off).
-func (p *faultProxy) Random(chance float64) {
+func (p *FaultProxy) Random(chance float64) {
 	p.mu.Lock()
 	p.chance = chance
 	p.mu.Unlock()
 }
 
 // Faults returns how many random faults were injected.
-func (p *faultProxy) Faults() int {
+func (p *FaultProxy) Faults() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.faults
@@ -198,7 +218,7 @@ func (p *faultProxy) Faults() int {
 
 // Hold makes every open connection keep what its client sends; with
 // alsoNew, connections opened from now on too (so even a read-back fails).
-func (p *faultProxy) Hold(alsoNew bool) {
+func (p *FaultProxy) Hold(alsoNew bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.holdNew = alsoNew
@@ -211,7 +231,7 @@ func (p *faultProxy) Hold(alsoNew bool) {
 
 // StopHoldingNew lets connections opened from now on through; the ones
 // held stay held until Release.
-func (p *faultProxy) StopHoldingNew() {
+func (p *FaultProxy) StopHoldingNew() {
 	p.mu.Lock()
 	p.holdNew = false
 	p.mu.Unlock()
@@ -219,31 +239,12 @@ func (p *faultProxy) StopHoldingNew() {
 
 // Release delivers, late, everything held, and lets those connections
 // through again (their replies go to clients that gave up long ago).
-func (p *faultProxy) Release() {
+func (p *FaultProxy) Release() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.holdNew = false
 	for c := range p.conns {
-		c.mu.Lock()
-		if c.hold {
-			c.hold = false
-			if len(c.held) > 0 {
-				_, _ = c.server.Write(c.held)
-				c.held = nil
-			}
-		}
-		c.mu.Unlock()
+		c.release()
 	}
 }
 
-// DropReplies makes every open connection forward requests but discard
-// the server's replies: the commands run, their clients time out.
-func (p *faultProxy) DropReplies() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		c.mu.Lock()
-		c.drop = true
-		c.mu.Unlock()
-	}
-}
