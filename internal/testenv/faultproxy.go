@@ -247,4 +247,3 @@ func (p *FaultProxy) Release() {
 		c.release()
 	}
 }
-

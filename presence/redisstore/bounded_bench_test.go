@@ -2,8 +2,8 @@ package redisstore_test
 
 import (
 	"context"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
