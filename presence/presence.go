@@ -100,9 +100,10 @@ type Share struct {
 	Seq    uint64
 	Users  map[string]int64 // user -> live connections on the node (> 0)
 	Guests int64
-	// Rejoin is set when the node has written its share before: if the
-	// store then holds no data at all, it lost data, and readers are told
-	// (Counts.Partial) until every node has had time to rewrite its share.
+	// Rejoin is set when the node has written its share before. (The
+	// Redis store no longer needs it: it marks every new data set as
+	// recovering, whoever writes first, since a node that just started
+	// cannot tell a first start from data loss either.)
 	Rejoin bool
 }
 

@@ -43,8 +43,9 @@ type Options struct {
 	OnlineKey string
 	// NodeTTL is the lease a heartbeat grants; zero means 6s.
 	NodeTTL time.Duration
-	// RecoveryWindow is how long after a node finds that Redis lost its
-	// data Counts reports Partial, because other nodes may not have
+	// RecoveryWindow is how long Counts reports Partial after a new data
+	// set is created (whoever writes first: Redis cannot tell a cluster's
+	// first start from data loss), because live nodes may not have
 	// rewritten their shares yet. Zero means 3s; set it a little above the
 	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
