@@ -43,6 +43,10 @@ type Options struct {
 	// rewritten their shares yet. Zero means 3s; set it a little above the
 	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
+	// EventsMaxLen bounds the events stream (<prefix>:events), trimmed
+	// with XADD MAXLEN ~ (so it may hold a little more); zero means
+	// 100000.
+	EventsMaxLen int64
 }
 
 // Store is presence.Store on Redis.
@@ -52,6 +56,7 @@ type Store struct {
 	online string
 	ttl    time.Duration
 	window time.Duration
+	events string // the events stream
 
 	apply, sync, heartbeat, leave, counts, nodes *redis.Script
 }
@@ -72,13 +77,16 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.RecoveryWindow == 0 {
 		o.RecoveryWindow = 3 * time.Second
 	}
+	if o.EventsMaxLen <= 0 {
+		o.EventsMaxLen = 100000
+	}
 	if o.NodeTTL < time.Millisecond {
 		return nil, fmt.Errorf("redisstore: node TTL %v too short", o.NodeTTL)
 	}
 	if !strings.Contains(o.Prefix, "{") || !strings.Contains(o.Prefix, "}") {
 		return nil, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
 	}
-	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow}
+	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, events: o.Prefix + ":events"}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
@@ -91,7 +99,8 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
-		*dst = redis.NewScript(string(lib) + "\n" + string(src))
+		head := fmt.Sprintf("local EVENTS_MAXLEN = %d\n", o.EventsMaxLen)
+		*dst = redis.NewScript(head + string(lib) + "\n" + string(src))
 	}
 	return s, nil
 }
@@ -102,6 +111,7 @@ func (s *Store) keys(node string) []string {
 	return []string{
 		p + ":nodes", p + ":users", p + ":conns", p + ":guests", p + ":seq",
 		s.online, p + ":epoch", p + ":node:" + node, p + ":nodeinfo:" + node,
+		s.events,
 	}
 }
 
@@ -140,15 +150,31 @@ func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
 }
 
 // Heartbeat implements presence.Store.
-func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInfo) error {
+func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInfo) ([]presence.Reaped, error) {
 	info.Healthy = false // set by readers, not stored
 	raw, err := json.Marshal(info)
 	if err != nil {
-		return fmt.Errorf("redisstore: heartbeat: %w", err)
+		return nil, fmt.Errorf("redisstore: heartbeat: %w", err)
 	}
-	err = s.heartbeat.Run(ctx, s.rdb, s.keys(info.ID),
-		s.prefix, info.ID, strconv.FormatUint(seq, 10), s.ttl.Milliseconds(), raw, s.window.Milliseconds()).Err()
-	return wrap("heartbeat", err)
+	res, err := s.heartbeat.Run(ctx, s.rdb, s.keys(info.ID),
+		s.prefix, info.ID, strconv.FormatUint(seq, 10), s.ttl.Milliseconds(), raw, s.window.Milliseconds()).Slice()
+	if err != nil {
+		return nil, wrap("heartbeat", err)
+	}
+	if len(res) < 2 || (len(res)-2)%3 != 0 {
+		return nil, fmt.Errorf("redisstore: heartbeat: unexpected reply %v", res)
+	}
+	var reaped []presence.Reaped
+	for i := 2; i+2 < len(res); i += 3 {
+		reaped = append(reaped, presence.Reaped{Node: fmt.Sprint(res[i]), Users: toInt(res[i+1]), Connections: toInt(res[i+2])})
+	}
+	switch toInt(res[1]) {
+	case 0:
+		return reaped, wrap("heartbeat", errors.New("RESYNC node not registered"))
+	case 2:
+		return reaped, wrap("heartbeat", errors.New("RESYNC sequence mismatch"))
+	}
+	return reaped, nil
 }
 
 // Leave implements presence.Store.

@@ -58,7 +58,7 @@ func TestKeysFollowTheDesign(t *testing.T) {
 	if _, err := s.Sync(ctx(t), presence.Share{Node: "n2", Seq: 1, Users: map[string]int64{"alice": 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1", Host: "h"}); err != nil {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1", Host: "h"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := rdb.Get(ctx(t), online).Val(); got != "2" {
@@ -94,7 +94,7 @@ func TestDataLoss(t *testing.T) {
 	if _, err := s.Counts(ctx(t)); !errors.Is(err, presence.ErrNoData) {
 		t.Fatalf("Counts after FLUSHALL: err = %v, want ErrNoData", err)
 	}
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
 		t.Fatalf("Heartbeat after FLUSHALL: err = %v, want ErrResync", err)
 	}
 	share.Seq, share.Rejoin = 2, true
@@ -105,7 +105,7 @@ func TestDataLoss(t *testing.T) {
 	if err != nil || c.Users != 2 || !c.Partial {
 		t.Fatalf("Counts right after resync = %+v, %v; want 2 users, Partial", c, err)
 	}
-	s.Heartbeat(ctx(t), 2, presence.NodeInfo{ID: "n1"}) // a second node's heartbeat would not extend the window
+	_, _ = s.Heartbeat(ctx(t), 2, presence.NodeInfo{ID: "n1"}) // a second node's heartbeat would not extend the window
 	time.Sleep(350 * time.Millisecond)
 	c, err = s.Counts(ctx(t))
 	if err != nil || c.Users != 2 || c.Partial {
@@ -128,13 +128,13 @@ func TestOutageGrace(t *testing.T) {
 		}
 	}
 	time.Sleep(2 * ttl) // nobody writes: as if Redis were unreachable
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "a"}); err != nil {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "a"}); err != nil {
 		t.Fatalf("Heartbeat(a) after the outage: %v", err)
 	}
 	if c, _ := s.Counts(ctx(t)); c.Users != 2 {
 		t.Fatalf("users after the outage = %d, want 2: b must get one lease to check in", c.Users)
 	}
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "b"}); err != nil {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "b"}); err != nil {
 		t.Fatalf("Heartbeat(b) within its grace lease: %v", err)
 	}
 }
@@ -151,7 +151,7 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatalf("Counts with Redis down: err = %v, want a connection error", err)
 	}
 	srv.Start()
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
 		t.Fatalf("Heartbeat after restart: err = %v, want ErrResync (scripts reload, share is gone)", err)
 	}
 }
@@ -201,7 +201,7 @@ func TestCountExpiresWhenEveryNodeIsGone(t *testing.T) {
 	if _, err := s.Sync(ctx(t), presence.Share{Node: "only", Seq: 1, Users: map[string]int64{"a": 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "only"}); err != nil {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "only"}); err != nil {
 		t.Fatal(err)
 	}
 	if pttl := rdb.PTTL(ctx(t), online).Val(); pttl <= 0 || pttl > 2*ttl {

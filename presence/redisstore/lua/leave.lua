@@ -4,9 +4,10 @@
 -- ARGV[1] key prefix
 -- ARGV[2] node id
 --
--- Returns the number of online users.
+-- Emits an offline event for every user it takes to 0. Returns the
+-- number of online users.
 
 local now = now_ms()
-drop_node(ARGV[1], ARGV[2])
+drop_node(ARGV[1], ARGV[2], now)
 touch_epoch(now, 0)
 return publish(ARGV[1], now)
