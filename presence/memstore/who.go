@@ -58,7 +58,9 @@ func (l *events) add(kind, user string, now time.Time) {
 	l.wake = make(chan struct{})
 }
 
-func (k eventKey) String() string { return strconv.FormatInt(k.ms, 10) + "-" + strconv.FormatInt(k.seq, 10) }
+func (k eventKey) String() string {
+	return strconv.FormatInt(k.ms, 10) + "-" + strconv.FormatInt(k.seq, 10)
+}
 
 func (k eventKey) less(o eventKey) bool { return k.ms < o.ms || (k.ms == o.ms && k.seq < o.seq) }
 
