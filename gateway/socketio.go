@@ -650,6 +650,8 @@ func (ss *sioSession) event(sp sioproto.SPacket) bool {
 		if was {
 			ss.s.subs.Add(-1)
 		}
+	case "presence:watch", "presence:unwatch":
+		ss.watch(sp, name == "presence:watch")
 	case "presence:count":
 		if sp.AckID >= 0 {
 			id := sp.AckID
@@ -663,6 +665,65 @@ func (ss *sioSession) event(sp sioproto.SPacket) bool {
 		}
 	}
 	return true
+}
+
+// watch handles presence:watch (its argument: an array of user ids) and
+// presence:unwatch, answering by ack when asked ({"watching":N} or
+// {"error":…}), else errors as a presence:error event.
+func (ss *sioSession) watch(sp sioproto.SPacket, on bool) {
+	var args []json.RawMessage
+	_ = json.Unmarshal(sp.Data, &args)
+	var raw json.RawMessage
+	if len(args) > 1 {
+		raw = args[1]
+	}
+	n, err := ss.s.g.setWatch(ss, raw, on)
+	var reply []byte
+	if err != nil {
+		reply, _ = json.Marshal(map[string]string{"error": err.Error()})
+	} else {
+		reply = []byte(`{"watching":` + strconv.Itoa(n) + `}`)
+	}
+	switch {
+	case sp.AckID >= 0:
+		ss.out(sioproto.AppendSPacket(nil, sioproto.SAck, "/", sp.AckID, append(append([]byte{'['}, reply...), ']')))
+	case err != nil:
+		ss.out(sioproto.AppendSPacket(nil, sioproto.SEvent, "/", -1, append(append([]byte(`["presence:error",`), reply...), ']')))
+	}
+}
+
+// Presence implements events.Watcher: it emits presence:user
+// {"userId":…,"online":…}. It is called with the hub's lock held, so a
+// polling client over its queue is closed from another goroutine (closing
+// leaves the hub).
+func (ss *sioSession) Presence(user string, online bool) {
+	b, _ := json.Marshal(struct {
+		UserID string `json:"userId"`
+		Online bool   `json:"online"`
+	}{user, online})
+	pkt := sioproto.AppendSPacket(nil, sioproto.SEvent, "/", -1, append(append([]byte(`["presence:user",`), b...), ']'))
+	ss.mu.Lock()
+	state := ss.state
+	ss.mu.Unlock()
+	switch state {
+	case stateWebSocket:
+		_ = ss.send(wsproto.OpText, pkt)
+	case statePolling, stateProbing:
+		ss.mu.Lock()
+		if ss.state == stateClosed {
+			ss.mu.Unlock()
+			return
+		}
+		ss.queue = append(ss.queue, pkt)
+		over := len(ss.queue) > maxQueued
+		ss.mu.Unlock()
+		if over {
+			ss.s.g.stats.SlowConsumers.Add(1)
+			go ss.close("polling client not reading")
+			return
+		}
+		ss.poke()
+	}
 }
 
 // sendCount sends the current count to a new subscriber.
@@ -802,6 +863,9 @@ func (ss *sioSession) closeState(why string) {
 		s.subs.Add(-1)
 	}
 	s.g.unreserve(ss.ip)
+	if s.g.o.Watch != nil {
+		s.g.o.Watch.Unwatch(ss)
+	}
 	if connected {
 		s.g.o.Tracker.Disconnect(user)
 	}
