@@ -22,6 +22,7 @@ import (
 	"github.com/presenced/presenced/auth"
 	"github.com/presenced/presenced/config"
 	"github.com/presenced/presenced/dashboard"
+	"github.com/presenced/presenced/events"
 	"github.com/presenced/presenced/gateway"
 	"github.com/presenced/presenced/httpapi"
 	"github.com/presenced/presenced/internal/clientip"
@@ -33,6 +34,7 @@ import (
 	"github.com/presenced/presenced/store/mongostore"
 	"github.com/presenced/presenced/store/sqlitestore"
 	"github.com/presenced/presenced/web"
+	"github.com/presenced/presenced/webhook"
 )
 
 // serve wires the configured implementations together, serves until ctx
@@ -108,6 +110,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		pstore, reader = ms, ms
 	}
 
+	// Who is online, transitions, watching and the webhook: managed and
+	// embedded modes (the store decides transitions; external mode has
+	// neither).
+	who, err := newWho(pstore, cfg, node, log)
+	if err != nil {
+		_ = ds.Close(context.Background())
+		return err
+	}
+
 	var (
 		sampler procstat.Sampler
 		gw      *gateway.Gateway // set below, before the tracker runs (its heartbeats call localInfo)
@@ -137,7 +148,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		PingInterval: cfg.PingInterval, IdleTimeout: cfg.IdleTimeout, MaxMessageBytes: cfg.MaxMessageBytes,
 		MaxQueuedBytes: cfg.MaxQueuedBytes, PingRate: cfg.PingRate, PingBurst: cfg.PingBurst,
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRatePerIP, ClientIP: ips,
-		Origins: cfg.CORSOrigins, Logger: log,
+		Origins: cfg.CORSOrigins, Logger: log, Watch: who.hub,
 		SocketIO: gateway.SocketIOOptions{
 			PingInterval: cfg.SocketIOPingInterval, PingTimeout: cfg.SocketIOPingTimeout,
 			ConnectTimeout: cfg.SocketIOConnectTimeout, MaxPayload: cfg.SocketIOMaxPayload,
@@ -163,8 +174,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	admin := auth.NewAdmin(adminToken, verifier, auth.AdminOptions{Secret: secret, SessionTTL: cfg.AdminSessionTTL})
 	handler := httpapi.NewServer(httpapi.Deps{
 		Logger: log, Dashboard: dash, Admin: admin, Sessions: admin, Panel: panelFiles(),
-		WebSocket: gw, SocketIO: http.HandlerFunc(gw.ServeSocketIO), SocketIOPath: cfg.SocketIOPath, CORSOrigins: cfg.CORSOrigins, Metrics: metrics(tracker, gw),
+		WebSocket: gw, SocketIO: http.HandlerFunc(gw.ServeSocketIO), SocketIOPath: cfg.SocketIOPath, CORSOrigins: cfg.CORSOrigins, Metrics: append(metrics(tracker, gw), who.metrics()...),
 		ClientIP: ips, AdminFailures: cfg.AdminAuthFailures, MaxBodyBytes: int64(cfg.MaxBodyBytes),
+		Who: who.dir, LastSeen: lastSeenLookup(ds), APIKey: cfg.APIKey,
 	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
@@ -193,6 +205,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if redisMon != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); redisMon.run(bg) }()
+	}
+	for _, loop := range who.loops() {
+		wg.Add(1)
+		go func() { defer wg.Done(); loop(bg) }()
 	}
 
 	<-ctx.Done()
@@ -388,4 +404,88 @@ func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
 		})
 	}
 	return gauges
+}
+
+// whoParts are the who-is-online pieces of a node: nil fields when the
+// mode has none.
+type whoParts struct {
+	dir  presence.Directory
+	feed *events.Feed
+	hub  *events.Hub
+	hook *webhook.Sender
+}
+
+// newWho builds the directory, the node's event feed and watch hub, and
+// the webhook sender when WEBHOOK_URL is set, on the presence store (nil
+// in external mode: no parts).
+func newWho(ps presence.Store, cfg config.Config, node string, log *slog.Logger) (whoParts, error) {
+	var w whoParts
+	dir, ok1 := ps.(presence.Directory)
+	elog, ok2 := ps.(presence.EventLog)
+	if ps == nil || !ok1 || !ok2 {
+		return w, nil
+	}
+	w.dir = dir
+	w.feed = events.NewFeed(elog, log)
+	w.hub = events.NewHub(dir, log)
+	w.feed.Subscribe(w.hub.Deliver)
+	if cfg.WebhookURL != "" {
+		coord, ok := ps.(webhook.Coordinator)
+		if !ok {
+			return w, fmt.Errorf("webhook: the presence store cannot coordinate deliveries")
+		}
+		hook, err := webhook.New(webhook.Options{
+			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Node: node, Log: elog, Coord: coord, Logger: log,
+		})
+		if err != nil {
+			return w, err
+		}
+		w.hook = hook
+	}
+	return w, nil
+}
+
+// loops are the goroutines of the parts.
+func (w whoParts) loops() []func(context.Context) {
+	var out []func(context.Context)
+	if w.feed != nil {
+		out = append(out, w.feed.Run)
+	}
+	if w.hook != nil {
+		out = append(out, w.hook.Run)
+	}
+	return out
+}
+
+// metrics are the parts' numbers on /metrics.
+func (w whoParts) metrics() []httpapi.Gauge {
+	var out []httpapi.Gauge
+	if w.hub != nil {
+		out = append(out,
+			httpapi.Gauge{Name: "presenced_watch_connections", Help: "Connections on this node watching users' presence.",
+				Value: func() float64 { return float64(w.hub.Watchers()) }},
+			httpapi.Gauge{Name: "presenced_watch_entries", Help: "Watched (connection, user) pairs on this node.",
+				Value: func() float64 { return float64(w.hub.Watched()) }},
+		)
+	}
+	if w.hook != nil {
+		out = append(out,
+			httpapi.Gauge{Name: "presenced_webhook_events_delivered_total", Help: "Online/offline events this node delivered to WEBHOOK_URL.",
+				Value: func() float64 { return float64(w.hook.Delivered()) }, Counter: true},
+			httpapi.Gauge{Name: "presenced_webhook_events_dropped_total", Help: "Online/offline events this node dropped after every delivery attempt to WEBHOOK_URL failed.",
+				Value: func() float64 { return float64(w.hook.Dropped()) }, Counter: true},
+			httpapi.Gauge{Name: "presenced_webhook_failures_total", Help: "Failed POSTs to WEBHOOK_URL (each is retried with backoff).",
+				Value: func() float64 { return float64(w.hook.Failures()) }, Counter: true},
+		)
+	}
+	return out
+}
+
+// lastSeenLookup returns the data store's one-user last-seen lookup, if it
+// has one.
+func lastSeenLookup(ds store.Store) httpapi.LastSeenLookup {
+	if l, ok := ds.(httpapi.LastSeenLookup); ok {
+		return l
+	}
+	return nil
 }
