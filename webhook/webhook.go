@@ -14,7 +14,8 @@
 // body with WEBHOOK_SECRET>. Any 2xx answer acknowledges the batch. Ids
 // are unique and increase; a batch may be delivered twice (a node dies
 // after the POST, before it saves its position), so receivers
-// deduplicate by id.
+// deduplicate by id. When no position is stored yet (the first node ever
+// to deliver), delivery starts at the oldest event the log keeps.
 package webhook
 
 import (
@@ -160,15 +161,9 @@ func (s *Sender) lead(ctx context.Context) {
 		return
 	}
 	if pos == "" {
-		// First delivery ever: start at the newest event, not at the
-		// whole history the log keeps.
-		if pos, err = s.o.Log.LastEventID(ctx); err != nil {
-			sleep(ctx, time.Second)
-			return
-		}
-		if ok, err := s.o.Coord.SavePosition(ctx, s.o.Node, pos); err != nil || !ok {
-			return
-		}
+		// No node has delivered yet: start at the oldest event the log
+		// keeps, so that nothing since the cluster began is missed.
+		pos = "0-0"
 	}
 	renewed := time.Now()
 	for ctx.Err() == nil {
