@@ -22,8 +22,9 @@ type Feed struct {
 	logger *slog.Logger
 	block  time.Duration
 
-	mu   sync.Mutex
-	subs []func([]presence.Event)
+	mu    sync.Mutex
+	subs  []func([]presence.Event)
+	start string // set by Start
 }
 
 // NewFeed returns a Feed on log; call Subscribe, then Run.
@@ -40,6 +41,19 @@ func (f *Feed) Subscribe(fn func([]presence.Event)) {
 	f.mu.Lock()
 	f.subs = append(f.subs, fn)
 	f.mu.Unlock()
+}
+
+// Start finds the newest event now, so that Run delivers every event from
+// here on even if it begins later (call it before serving clients). If
+// the log cannot be read, Run finds its start itself.
+func (f *Feed) Start(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if id, err := f.log.LastEventID(ctx); err == nil {
+		f.mu.Lock()
+		f.start = id
+		f.mu.Unlock()
+	}
 }
 
 // Run reads the log until ctx is done. Events kept in the log while the
@@ -63,7 +77,9 @@ func (f *Feed) Run(ctx context.Context) {
 		backoff = min(2*backoff, maxBackoff)
 		return true
 	}
-	after := ""
+	f.mu.Lock()
+	after := f.start
+	f.mu.Unlock()
 	for after == "" {
 		id, err := f.log.LastEventID(ctx)
 		if err != nil {

@@ -179,6 +179,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		Who: who.dir, LastSeen: lastSeenLookup(ds), APIKey: cfg.APIKey,
 	})
 
+	if who.feed != nil {
+		who.feed.Start(ctx) // before clients come: watchers miss no event
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
 	if err != nil {
 		gw.Close()
