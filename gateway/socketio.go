@@ -124,6 +124,7 @@ type sioSession struct {
 	subscribe bool
 	sentVer   uint64 // version of the presence:count last sent
 	sentAt    int64  // unix nanoseconds it was sent
+	watchAt   int64  // unix nanoseconds of the last presence:watch/unwatch
 	upgraded  bool   // an upgrade was attempted
 	skip      int    // binary attachments still to drop
 }
@@ -667,6 +668,10 @@ func (ss *sioSession) event(sp sioproto.SPacket) bool {
 	return true
 }
 
+// watchEvery bounds how often a session may set its watch list (each
+// costs a store read).
+const watchEvery = 100 * time.Millisecond
+
 // watch handles presence:watch (its argument: an array of user ids) and
 // presence:unwatch, answering by ack when asked ({"watching":N} or
 // {"error":…}), else errors as a presence:error event.
@@ -677,7 +682,17 @@ func (ss *sioSession) watch(sp sioproto.SPacket, on bool) {
 	if len(args) > 1 {
 		raw = args[1]
 	}
-	n, err := ss.s.g.setWatch(ss, raw, on)
+	now := time.Now().UnixNano()
+	ss.mu.Lock()
+	tooSoon := now-ss.watchAt < int64(watchEvery)
+	if !tooSoon {
+		ss.watchAt = now
+	}
+	ss.mu.Unlock()
+	n, err := 0, errors.New("too many watch requests: at most 10 a second")
+	if !tooSoon {
+		n, err = ss.s.g.setWatch(ss, raw, on)
+	}
 	var reply []byte
 	if err != nil {
 		reply, _ = json.Marshal(map[string]string{"error": err.Error()})
