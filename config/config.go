@@ -7,18 +7,10 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
-	"os"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
-
-	"github.com/joho/godotenv"
 )
 
 // Config is the effective configuration of one presenced process. [Load]
@@ -113,14 +105,22 @@ func Vars() []Var {
 // Load reads the configuration. Each variable is taken from getenv; when
 // getenv returns "" it is looked up in the dotenv file at dotenvPath, and when
 // that is empty too its default applies. A missing dotenv file (or an empty
-// dotenvPath) is fine; a malformed one is an error naming the file. Dotenv
-// values follow godotenv's rules: $VAR and ${VAR} expand to earlier variables
-// of the same file except inside single quotes, so quote secrets with '...'.
+// dotenvPath) is fine; a malformed one is a [*FileError] naming the file and
+// line. Dotenv syntax (see parseDotenv): $VAR and ${VAR} expand to earlier
+// variables of the same file except inside single quotes, so quote secrets
+// with '...'.
 //
 // Load validates variables in [Vars] order and returns the first invalid one
 // as an [*Error]; other errors concern the dotenv file.
 func Load(getenv func(string) string, dotenvPath string) (Config, error) {
-	dotenv, err := readDotenv(dotenvPath)
+	return LoadDotenv(getenv, Dotenv{Path: dotenvPath})
+}
+
+// LoadDotenv is [Load] with the dotenv file's handling spelled out: d
+// says whether a missing file is an error and where warnings about
+// unknown keys go. Problems with the file itself are a [*FileError].
+func LoadDotenv(getenv func(string) string, d Dotenv) (Config, error) {
+	dotenv, err := readDotenv(d)
 	if err != nil {
 		return Config{}, err
 	}
@@ -202,50 +202,4 @@ func maskURLPassword(raw string) string {
 		return raw // user name only, no password
 	}
 	return raw[:i+3] + userinfo[:colon+1] + "***" + rest[at:]
-}
-
-// readDotenv parses the dotenv file at path; a missing file yields no values.
-func readDotenv(path string) (map[string]string, error) {
-	if path == "" {
-		return nil, nil
-	}
-	src, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("config: read dotenv file %q: %w", path, err)
-	}
-	values, err := godotenv.UnmarshalBytes(src)
-	if err != nil {
-		return nil, fmt.Errorf("config: dotenv file %q is malformed: %s", path, dotenvReason(src, err))
-	}
-	for k := range values {
-		if k == "" || strings.IndexFunc(k, unicode.IsSpace) >= 0 {
-			return nil, fmt.Errorf("config: dotenv file %q is malformed: a line is not NAME=value", path)
-		}
-	}
-	return values, nil
-}
-
-// dotenvReason rewrites a godotenv parse error without the file content it
-// quotes, which may hold secrets, and with a line number where one can be
-// found.
-func dotenvReason(src []byte, err error) string {
-	msg := err.Error()
-	if strings.HasPrefix(msg, "unterminated quoted value") {
-		return "unterminated quoted value"
-	}
-	reason, near, found := strings.Cut(msg, " near ")
-	if !found {
-		return msg
-	}
-	// godotenv quotes the rest of the file from the bad statement on, so the
-	// statement's position is where that suffix starts.
-	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
-	if rest, uerr := strconv.Unquote(near); uerr == nil && bytes.HasSuffix(src, []byte(rest)) {
-		line := 1 + bytes.Count(src[:len(src)-len(rest)], []byte("\n"))
-		return fmt.Sprintf("line %d: %s", line, reason)
-	}
-	return reason
 }

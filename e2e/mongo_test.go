@@ -30,7 +30,7 @@ func TestProductionWithMongoDB(t *testing.T) {
 	seed := exec.Command(binPath, "seed", "--users", "50")
 	seed.Dir = t.TempDir()
 	seed.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "MONGODB_URI=" + mongoURI, "MONGODB_BATCH_SIZE=40"}
-	if out, err := seed.CombinedOutput(); err != nil || !strings.Contains(string(out), "seed: 50 users (50 new)") {
+	if out, err := seed.CombinedOutput(); err != nil || !strings.Contains(string(out), "seed: 50 users (demo-0001..demo-0050): added 50 new, 0 already present") {
 		t.Fatalf("presenced seed: %v\n%s", err, out)
 	}
 

@@ -54,7 +54,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	log.Info("data store ready", "kind", ds.Kind())
 
-	secret, err := jwtSecret(cfg)
+	secret, err := jwtSecret(cfg, func(path string) { log.Info("created a new JWT secret", "path", path) })
 	if err != nil {
 		_ = ds.Close(context.Background())
 		return err
@@ -67,10 +67,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = ds.Close(context.Background())
 		return fmt.Errorf("auth: %w", err)
 	}
-	adminToken := cfg.AdminToken
-	if adminToken == "" && cfg.JWTSecret == "" {
-		adminToken = auth.RandomToken()
-		fmt.Fprintf(stdout, "Admin token (generated; set ADMIN_TOKEN to choose one): %s\n", adminToken)
+	adminToken, err := serveAdminToken(cfg, stdout, func(path string) { log.Info("admin token kept", "path", path) })
+	if err != nil {
+		_ = ds.Close(context.Background())
+		return err
 	}
 
 	// Presence: Redis (managed or external) or memory.
