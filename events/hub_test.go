@@ -3,7 +3,9 @@ package events_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +26,17 @@ func (w *watcher) Presence(user string, online bool) {
 	w.got = append(w.got, fmt.Sprintf("%s:%v", user, online))
 }
 
+// perUser splits messages by user, keeping each user's order: events of
+// one store write come in no particular order across users.
+func perUser(msgs []string) map[string][]string {
+	out := map[string][]string{}
+	for _, m := range msgs {
+		u, _, _ := strings.Cut(m, ":")
+		out[u] = append(out[u], m)
+	}
+	return out
+}
+
 func (w *watcher) wait(t *testing.T, want ...string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -31,7 +44,7 @@ func (w *watcher) wait(t *testing.T, want ...string) {
 		w.mu.Lock()
 		got := slices.Clone(w.got)
 		w.mu.Unlock()
-		if slices.Equal(got, want) {
+		if maps.EqualFunc(perUser(got), perUser(want), slices.Equal) {
 			return
 		}
 		if time.Now().After(deadline) {
