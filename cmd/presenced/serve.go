@@ -209,9 +209,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		wg.Add(1)
 		go func() { defer wg.Done(); redisMon.run(bg) }()
 	}
+	// The event feed and the webhook only read and post: shutdown waits
+	// for them a moment, not for a blocked read on a hanging Redis.
+	var whoWG sync.WaitGroup
 	for _, loop := range who.loops() {
-		wg.Add(1)
-		go func() { defer wg.Done(); loop(bg) }()
+		whoWG.Add(1)
+		go func() { defer whoWG.Done(); loop(bg) }()
 	}
 
 	<-ctx.Done()
@@ -230,6 +233,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	gw.Close()
 	stopBG()
 	wg.Wait()
+	waitAtMost(&whoWG, time.Second)
 	// Leaving is worth a few seconds, not the whole budget: a Redis that
 	// hangs must not keep the data store from closing in time (other nodes
 	// reap the share when its lease ends).
@@ -482,6 +486,16 @@ func (w whoParts) metrics() []httpapi.Gauge {
 		)
 	}
 	return out
+}
+
+// waitAtMost waits for wg, or d.
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
 }
 
 // lastSeenLookup returns the data store's one-user last-seen lookup, if it

@@ -104,6 +104,10 @@ func (s *Store) ReadEvents(ctx context.Context, after string, count int, block t
 	if block > 0 {
 		args.Block = block
 	}
+	// A Redis that hangs must not hold the reader (and a shutdown) for
+	// go-redis's read timeout on top of the block.
+	ctx, cancel := context.WithTimeout(ctx, max(block, 0)+time.Second)
+	defer cancel()
 	res, err := s.rdb.XRead(ctx, args).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
