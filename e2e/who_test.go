@@ -19,6 +19,7 @@ import (
 func whoEnv(r *testenv.Redis, id string, extra map[string]string) map[string]string {
 	env := clusterEnv(r, id)
 	env["API_KEY"] = testAPIKey
+	env["REDIS_KEY_PREFIX"] = "{presence}" // the tests read the stream and the lease by name
 	maps.Copy(env, extra)
 	return env
 }
