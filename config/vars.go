@@ -482,6 +482,9 @@ func specs() []spec {
 				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 					return "must be an http:// or https:// URL with a host"
 				}
+				if c.PresenceMode == "external" {
+					return "not available with PRESENCE_MODE=external: another program keeps the count, so presenced sees no online/offline transitions"
+				}
 				c.WebhookURL = v
 				return ""
 			},
