@@ -57,6 +57,12 @@ func TestProductionWithMongoDB(t *testing.T) {
 		}
 		return o.Source == "mongodb" && o.OnlineUsers >= 3
 	}, func() any { return o })
+	if o.FallbackScope != "cluster" {
+		t.Fatalf("fallback from MongoDB: fallbackScope %q, want cluster", o.FallbackScope)
+	}
+	if strings.Contains(n.Log(), "cluster-wide fallback needs") {
+		t.Errorf("a node with MongoDB warns about the fallback's scope:\n%s", n.Log())
+	}
 
 	redis.Start()
 	pollUntil(t, 10*time.Second, "back to Redis", func() bool {

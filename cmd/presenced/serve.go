@@ -53,6 +53,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	log.Info("data store ready", "kind", ds.Kind())
+	if cfg.RedisURL != "" && cfg.MongoURI == "" {
+		log.Warn("no MONGODB_URI: while Redis is unavailable the dashboard falls back to this node's SQLite, which knows only this node's users (fallbackScope: node); a cluster-wide fallback needs MONGODB_URI")
+	}
 
 	secret, err := jwtSecret(cfg, func(path string) { log.Info("created a new JWT secret", "path", path) })
 	if err != nil {
@@ -93,7 +96,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		probe = p
 		redisMon = &redisMonitor{probe: p, log: log}
 		if cfg.PresenceMode == "external" {
-			reader = redisstore.NewExternal(rdb, cfg.OnlineUsersKey)
+			reader = redisstore.NewExternal(rdb, redisstore.ExternalOptions{Key: cfg.OnlineUsersKey, Prefix: cfg.KeyPrefix, NodeTTL: cfg.NodeTTL})
 		} else {
 			rs, err := redisstore.New(rdb, redisstore.Options{
 				Prefix: cfg.KeyPrefix, OnlineKey: cfg.OnlineUsersKey, NodeTTL: cfg.NodeTTL,
@@ -138,6 +141,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		Node: node, Store: pstore, Counter: reader, BatchWindow: cfg.BatchWindow, BatchMax: cfg.BatchMax,
 		HeartbeatInterval: cfg.HeartbeatInterval, Info: localInfo,
 		OnOnline: seen, OnOffline: seen, Logger: log,
+		// A predecessor killed without leaving holds the id for at most a
+		// lease (two if an outage grace extended it): wait that long.
+		TakenGrace: 2*cfg.NodeTTL + cfg.HeartbeatInterval,
 	})
 	lastSeen = store.NewLastSeenWriter(ds, store.LastSeenOptions{
 		RefreshInterval: cfg.LastSeenInterval, Online: tracker.Users, Logger: log,
@@ -162,10 +168,16 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = ds.Close(context.Background())
 		return err
 	}
+	// Chores on a data store every node shares (MongoDB) are done once per
+	// cluster, claimed in Redis: the user stats of each refresh period.
+	var shared dashboard.Sharer
+	if rs, ok := pstore.(*redisstore.Store); ok && ds.Kind() == "mongodb" {
+		shared = rs
+	}
 	dash := dashboard.New(dashboard.Options{
-		Presence: reader, Source: source, Store: ds, Tracker: tracker, Redis: probe,
+		Presence: reader, Source: source, External: cfg.PresenceMode == "external" && cfg.RedisURL != "", Store: ds, Tracker: tracker, Redis: probe,
 		LocalNode:    tracker.NodeInfo,
-		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log,
+		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log, Shared: shared,
 	})
 	history := &dashboard.HistoryRecorder{Presence: reader, Store: ds, Logger: log}
 	if rs, ok := pstore.(*redisstore.Store); ok {
@@ -217,7 +229,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		go func() { defer whoWG.Done(); loop(bg) }()
 	}
 
-	<-ctx.Done()
+	var fatal error
+	select {
+	case <-ctx.Done():
+	case fatal = <-tracker.Conflict():
+		log.Error("stopping: NODE_ID is in use by another live process", "node", node, "err", fatal)
+	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -258,7 +275,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	log.Info("data store closed", "kind", ds.Kind())
 	log.Info("shutdown complete")
-	return nil
+	return fatal
 }
 
 // openStore opens the configured data store. With startDown, a MongoDB
