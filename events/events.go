@@ -32,7 +32,7 @@ func NewFeed(log presence.EventLog, logger *slog.Logger) *Feed {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Feed{log: log, logger: logger, block: 2 * time.Second}
+	return &Feed{log: log, logger: logger, block: time.Second}
 }
 
 // Subscribe adds fn, called from Run's goroutine with every batch of

@@ -222,7 +222,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		go func() { defer wg.Done(); redisMon.run(bg) }()
 	}
 	// The event feed and the webhook only read and post: shutdown waits
-	// for them a moment, not for a blocked read on a hanging Redis.
+	// for them a moment after Leave, not for a blocked read on a hanging
+	// Redis.
 	var whoWG sync.WaitGroup
 	for _, loop := range who.loops() {
 		whoWG.Add(1)
@@ -250,7 +251,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	gw.Close()
 	stopBG()
 	wg.Wait()
-	waitAtMost(&whoWG, time.Second)
 	// Leaving is worth a few seconds, not the whole budget: a Redis that
 	// hangs must not keep the data store from closing in time (other nodes
 	// reap the share when its lease ends).
@@ -262,6 +262,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	} else {
 		log.Info("presence share removed")
 	}
+	// After the share is gone (its offline events are in the log for the
+	// other nodes), not before: a blocked XREAD must not delay Leave.
+	waitAtMost(&whoWG, time.Second)
 	stopSeen()
 	<-seenDone
 	if rdb != nil {
