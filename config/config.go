@@ -19,6 +19,16 @@ import (
 type Config struct {
 	Port                   int            // PORT: HTTP listen port; 0 picks a free port
 	RedisURL               string         // REDIS_URL: "" runs without Redis (single node, in memory)
+	RedisClusterAddrs      []string       // REDIS_CLUSTER_ADDRS: seeds of a Redis Cluster; nil: not a cluster
+	RedisSentinelAddrs     []string       // REDIS_SENTINEL_ADDRS: Sentinels; nil: no Sentinel
+	RedisSentinelMaster    string         // REDIS_SENTINEL_MASTER: the master name the Sentinels monitor
+	RedisSentinelPassword  string         // REDIS_SENTINEL_PASSWORD: the Sentinels' own password (secret)
+	RedisUsername          string         // REDIS_USERNAME: ACL user of the data nodes, when REDIS_URL has none
+	RedisPassword          string         // REDIS_PASSWORD: password of the data nodes, when REDIS_URL has none (secret)
+	RedisTLSCAFile         string         // REDIS_TLS_CA_FILE: CA bundle for the servers' certificates; "" uses the system pool
+	RedisTLSCertFile       string         // REDIS_TLS_CERT_FILE: client certificate (PEM)
+	RedisTLSKeyFile        string         // REDIS_TLS_KEY_FILE: client key (PEM)
+	RedisAllowEviction     bool           // REDIS_ALLOW_EVICTION: run even under an allkeys-* maxmemory-policy
 	MongoURI               string         // MONGODB_URI: "" uses SQLite under DataDir
 	MongoDB                string         // MONGODB_DB: "" lets the store use the URI's database or "presenced"
 	UsersCollection        string         // USERS_COLLECTION: the application's users, read-only
@@ -31,7 +41,7 @@ type Config struct {
 	JWTLeeway              time.Duration  // JWT_LEEWAY: clock skew allowed on exp and nbf; 0 allows none
 	AdminToken             string         // ADMIN_TOKEN: bearer token for the admin API and panel (secret)
 	OnlineUsersKey         string         // ONLINE_USERS_KEY: Redis set of online user IDs
-	KeyPrefix              string         // REDIS_KEY_PREFIX: prefix of every other Redis key; holds a {hash tag}
+	KeyPrefix              string         // REDIS_KEY_PREFIX: prefix of every other Redis key; holds a {hash tag}; default "{"+OnlineUsersKey+"}"
 	PresenceMode           string         // PRESENCE_MODE: "managed" or "external"
 	HeartbeatInterval      time.Duration  // HEARTBEAT_INTERVAL: how often a node renews its liveness key
 	NodeTTL                time.Duration  // NODE_TTL: a node silent this long is dead; > HeartbeatInterval

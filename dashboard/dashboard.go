@@ -396,7 +396,13 @@ func (s *Service) probeRedis(ctx context.Context) Dependency {
 	defer cancel()
 	d, err := s.o.Redis.Ping(ctx)
 	if err != nil {
-		return Dependency{Status: "down", Error: "unreachable"}
+		// The probe may say why ("auth refused", "wrong database", ...).
+		why := "unreachable"
+		var st interface{ RedisState() string }
+		if errors.As(err, &st) && st.RedisState() != "" {
+			why = st.RedisState()
+		}
+		return Dependency{Status: "down", Error: why}
 	}
 	dep := Dependency{Status: "up", LatencyMs: ms(d)}
 	if s.o.Tracker != nil {

@@ -101,7 +101,7 @@ func TestRedisOnlineUsersKey(t *testing.T) {
 		waitConnectLines(t, n, 0, 10*time.Second)
 		// Presenced rewrites online_users whenever presence changes, so
 		// write it only once the node has registered (its first write).
-		waitRedis(t, r, 10*time.Second, "node registered", func() bool { return r.Do("ZCARD", "{presence}:nodes") == "1" })
+		waitRedis(t, r, 10*time.Second, "node registered", func() bool { return r.Do("ZCARD", "{online_users}:nodes") == "1" })
 		if got := r.Do("SET", "online_users", "50"); got != "OK" {
 			t.Fatalf("SET online_users: %s", got)
 		}
@@ -131,8 +131,8 @@ func TestRedisOnlineUsersKey(t *testing.T) {
 		}
 		// presenced writes only its own keys (load figures, the peak).
 		for _, k := range strings.Fields(strings.Trim(r.Do("KEYS", "*"), "[]")) {
-			if k != "online_users" && !strings.HasPrefix(k, "{presence}:") {
-				t.Fatalf("KEYS * holds %s, want online_users and presenced's own {presence}: keys", k)
+			if k != "online_users" && !strings.HasPrefix(k, "{online_users}:") {
+				t.Fatalf("KEYS * holds %s, want online_users and presenced's own {online_users}: keys", k)
 			}
 		}
 		if got := r.Do("GET", "online_users"); got != "50" {
@@ -345,8 +345,8 @@ func TestSIGTERM(t *testing.T) {
 		}()
 	}
 	waitRedis(t, r, 5*time.Second, "online_users = 3", func() bool { return r.Do("GET", "online_users") == "3" })
-	if got := r.Do("EXISTS", "{presence}:node:"+node); got != "1" {
-		t.Fatalf("EXISTS {presence}:node:%s = %s before SIGTERM", node, got)
+	if got := r.Do("EXISTS", "{online_users}:node:"+node); got != "1" {
+		t.Fatalf("EXISTS {online_users}:node:%s = %s before SIGTERM", node, got)
 	}
 
 	code, took := n.Term()
@@ -367,12 +367,12 @@ func TestSIGTERM(t *testing.T) {
 			t.Errorf("log lacks %q", line)
 		}
 	}
-	for _, key := range []string{"{presence}:node:" + node, "{presence}:nodeinfo:" + node} {
+	for _, key := range []string{"{online_users}:node:" + node, "{online_users}:nodeinfo:" + node} {
 		if got := r.Do("EXISTS", key); got != "0" {
 			t.Errorf("EXISTS %s = %s after SIGTERM, want 0", key, got)
 		}
 	}
-	if got := r.Do("ZSCORE", "{presence}:nodes", node); got != "(nil)" {
+	if got := r.Do("ZSCORE", "{online_users}:nodes", node); got != "(nil)" {
 		t.Errorf("node still holds a lease: ZSCORE = %s", got)
 	}
 	if got := r.Do("GET", "online_users"); got != "0" {

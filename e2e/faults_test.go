@@ -40,10 +40,10 @@ func TestDuplicateNodeID(t *testing.T) {
 	if !strings.Contains(stderr, `NODE_ID is held by another live process`) || !strings.Contains(stderr, "dup-node") {
 		t.Fatalf("second process's log does not name the taken id:\n%s", stderr)
 	}
-	if got := r.Do("HKEYS", "{presence}:node:dup-node"); len(strings.Fields(got)) != 3 {
+	if got := r.Do("HKEYS", "{online_users}:node:dup-node"); len(strings.Fields(got)) != 3 {
 		t.Fatalf("share of dup-node = %s, want the first process's three users", got)
 	}
-	if strings.Contains(r.Do("HKEYS", "{presence}:node:dup-node"), "dup-d") {
+	if strings.Contains(r.Do("HKEYS", "{online_users}:node:dup-node"), "dup-d") {
 		t.Fatal("the refused process wrote its user into the share")
 	}
 	if got := r.Do("GET", "online_users"); got != "3" {
@@ -60,7 +60,7 @@ func TestDuplicateNodeID(t *testing.T) {
 	c3 := Dial(t, third, Token(t, "dup-e"))
 	defer c3.Conn.Close()
 	waitRedis(t, r, 10*time.Second, "the restarted owner's 1 user", func() bool {
-		return r.Do("GET", "online_users") == "1" && r.Do("HKEYS", "{presence}:node:dup-node") == "[dup-e]"
+		return r.Do("GET", "online_users") == "1" && r.Do("HKEYS", "{online_users}:node:dup-node") == "[dup-e]"
 	})
 	time.Sleep(time.Second) // a few more heartbeats: it must not give up
 	select {
@@ -237,17 +237,17 @@ func TestEvictedKeysRepaired(t *testing.T) {
 	waitRedis(t, r, 5*time.Second, "4 users", func() bool { return r.Do("GET", "online_users") == "4" })
 
 	// Node a's share is evicted, and a phantom left in the sums.
-	r.Do("DEL", "{presence}:node:evict-a")
-	r.Do("HSET", "{presence}:users", "ghost", "1")
+	r.Do("DEL", "{online_users}:node:evict-a")
+	r.Do("HSET", "{online_users}:users", "ghost", "1")
 	r.Do("SET", "online_users", "5")
 	exact := func() bool {
-		return r.Do("GET", "online_users") == "4" && r.Do("HLEN", "{presence}:users") == "4" &&
-			r.Do("HGET", "{presence}:users", "ev-3") == "2" && r.Do("HLEN", "{presence}:node:evict-a") == "3"
+		return r.Do("GET", "online_users") == "4" && r.Do("HLEN", "{online_users}:users") == "4" &&
+			r.Do("HGET", "{online_users}:users", "ev-3") == "2" && r.Do("HLEN", "{online_users}:node:evict-a") == "3"
 	}
 	waitRedis(t, r, 5*time.Second, "the count exact again after the eviction", exact)
 
 	// One user field lost from the sums.
-	r.Do("HDEL", "{presence}:users", "ev-4")
+	r.Do("HDEL", "{online_users}:users", "ev-4")
 	waitRedis(t, r, 5*time.Second, "ev-4 back in the sums", exact)
 	if !strings.Contains(a.Log()+b.Log(), "presence share differs") {
 		t.Errorf("no node logged the repair")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -78,23 +77,24 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 
 	// Presence: Redis (managed or external) or memory.
 	var (
-		rdb      *redis.Client
+		rdb      redis.UniversalClient
 		pstore   presence.Store
 		reader   presence.Reader
 		source   = "memory"
 		probe    dashboard.RedisProbe
 		redisMon *redisMonitor
 	)
-	if cfg.RedisURL != "" {
-		rdb, err = redisstore.NewClient(cfg.RedisURL)
+	if cfg.RedisConfigured() {
+		redis.SetLogger(goRedisLogger{log: log})
+		rdb, err = redisstore.NewUniversalClient(redisClientOptions(cfg))
 		if err != nil {
 			_ = ds.Close(context.Background())
-			return &config.Error{Var: "REDIS_URL", Reason: "not a Redis URL"}
+			return &config.Error{Var: "REDIS_URL", Reason: err.Error()}
 		}
 		source = "redis"
 		p := redisstore.NewProbe(rdb)
 		probe = p
-		redisMon = &redisMonitor{probe: p, log: log}
+		redisMon = &redisMonitor{probe: p, log: log, topology: cfg.RedisTopology(), addrs: redisAddrs(cfg), allowEviction: cfg.RedisAllowEviction, fatal: make(chan error, 1)}
 		if cfg.PresenceMode == "external" {
 			reader = redisstore.NewExternal(rdb, redisstore.ExternalOptions{Key: cfg.OnlineUsersKey, Prefix: cfg.KeyPrefix, NodeTTL: cfg.NodeTTL})
 		} else {
@@ -233,6 +233,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	var fatal error
 	select {
 	case <-ctx.Done():
+	case fatal = <-redisMon.fatalC():
+		log.Error("stopping: " + fatal.Error())
 	case fatal = <-tracker.Conflict():
 		log.Error("stopping: NODE_ID is in use by another live process", "node", node, "err", fatal)
 	}
@@ -305,7 +307,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, startDo
 
 func modeName(cfg config.Config) string {
 	switch {
-	case cfg.RedisURL == "":
+	case !cfg.RedisConfigured():
 		return "embedded"
 	case cfg.PresenceMode == "external":
 		return "external"
@@ -318,64 +320,6 @@ func newNodeID() string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
-}
-
-// redisMonitor logs the Redis connection's state: the three lines of the
-// design note when it connects, one line per failed attempt with capped
-// exponential backoff while it is down.
-type redisMonitor struct {
-	probe *redisstore.Probe
-	log   *slog.Logger
-}
-
-func (m *redisMonitor) run(ctx context.Context) {
-	const (
-		minBackoff = 100 * time.Millisecond
-		maxBackoff = 2 * time.Second
-		checkEvery = 250 * time.Millisecond
-	)
-	for ctx.Err() == nil {
-		m.log.Info("Redis client connecting...")
-		backoff := minBackoff
-		for {
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := m.probe.Ping(pctx)
-			cancel()
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			m.log.Warn("Redis connection failed; retrying", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, maxBackoff)
-		}
-		m.log.Info("Redis client ready")
-		m.log.Info("Redis connected successfully")
-		// Watch the connection; on loss, go back to connecting.
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(checkEvery):
-			}
-			pctx, cancel := context.WithTimeout(ctx, time.Second)
-			_, err := m.probe.Ping(pctx)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				if errors.Is(err, context.DeadlineExceeded) {
-					err = errors.New("no answer within 1s")
-				}
-				m.log.Warn("Redis connection lost", "err", err)
-				break
-			}
-		}
-	}
 }
 
 // panelFiles returns the admin panel's files embedded in the binary.

@@ -33,8 +33,10 @@ var luaFiles embed.FS
 // Options configures a Store. The zero value of each field means the
 // documented default.
 type Options struct {
-	// Prefix starts every presence key; zero means "{presence}". It must
-	// contain a {hash tag} so that all keys land in one Cluster slot.
+	// Prefix starts every presence key; zero means OnlineKey's own hash
+	// tag, or OnlineKey itself as the tag ("{online_users}"), so that every
+	// key lands in the Cluster slot of OnlineKey and `GET online_users`
+	// keeps working on a Cluster. It must contain a {hash tag}.
 	Prefix string
 	// OnlineKey is the string key holding the online count; zero means
 	// "online_users".
@@ -82,11 +84,11 @@ var _ presence.Store = (*Store)(nil)
 
 // New returns a Store that uses rdb. It does not touch Redis.
 func New(rdb redis.UniversalClient, o Options) (*Store, error) {
-	if o.Prefix == "" {
-		o.Prefix = "{presence}"
-	}
 	if o.OnlineKey == "" {
 		o.OnlineKey = "online_users"
+	}
+	if o.Prefix == "" {
+		o.Prefix = defaultPrefix(o.OnlineKey)
 	}
 	if o.NodeTTL == 0 {
 		o.NodeTTL = 6 * time.Second
@@ -100,7 +102,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.NodeTTL < time.Millisecond {
 		return nil, fmt.Errorf("redisstore: node TTL %v too short", o.NodeTTL)
 	}
-	if !strings.Contains(o.Prefix, "{") || !strings.Contains(o.Prefix, "}") {
+	if hashTag(o.Prefix) == "" {
 		return nil, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
 	}
 	if o.Token == "" {
@@ -134,7 +136,19 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	return s, nil
 }
 
-// keys returns the KEYS every script takes (see lua/lib.lua).
+// keys returns the KEYS every script takes (see lua/lib.lua). go-redis
+// routes a script by KEYS[1], and every key here shares the prefix's hash
+// tag, which by default is the slot of the online key itself.
+//
+// Some keys are named inside the scripts, at run time, and cannot be
+// listed here: the day's peak (<prefix>:peak:<day>, the day from Redis's
+// clock), and, when a heartbeat or a listing finds other nodes, their
+// <prefix>:node:<id> and <prefix>:nodeinfo:<id> keys. They are built from
+// the same prefix, so they hash to the same slot as KEYS[1]; Redis Cluster
+// serves a script's undeclared keys when they are in a slot of the node
+// running it, and these always are (a script without a shebang flag is
+// not held to its declared keys). TestOnCluster runs every script,
+// reaping included, on a real cluster.
 func (s *Store) keys(node string) []string {
 	p := s.prefix
 	return []string{
@@ -371,7 +385,8 @@ var _ presence.Reader = (*External)(nil)
 type ExternalOptions struct {
 	// Key is the counter's string key; zero means "online_users".
 	Key string
-	// Prefix starts presenced's own keys; zero means "{presence}".
+	// Prefix starts presenced's own keys; zero means Key's hash tag, or
+	// Key itself as the tag ("{online_users}"), as for Options.Prefix.
 	Prefix string
 	// NodeTTL is how long a node's published load figures count; zero
 	// means 6s.
@@ -384,7 +399,7 @@ func NewExternal(rdb redis.UniversalClient, o ExternalOptions) *External {
 		o.Key = "online_users"
 	}
 	if o.Prefix == "" {
-		o.Prefix = "{presence}"
+		o.Prefix = defaultPrefix(o.Key)
 	}
 	if o.NodeTTL <= 0 {
 		o.NodeTTL = 6 * time.Second
@@ -502,4 +517,27 @@ func (s *Store) ClaimMinute(ctx context.Context, t time.Time) (bool, error) {
 		return false, fmt.Errorf("redisstore: claim minute: %w", err)
 	}
 	return ok, nil
+}
+
+// hashTag returns the part of key Redis Cluster hashes when it has one: the
+// bytes between the first "{" and the next "}", if any; "" when none.
+func hashTag(key string) string {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return ""
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	if end <= 0 {
+		return ""
+	}
+	return key[open+1 : open+1+end]
+}
+
+// defaultPrefix is the prefix whose hash tag puts every key in the slot of
+// onlineKey: onlineKey's own tag, or onlineKey itself as the tag.
+func defaultPrefix(onlineKey string) string {
+	if tag := hashTag(onlineKey); tag != "" {
+		return "{" + tag + "}"
+	}
+	return "{" + onlineKey + "}"
 }
