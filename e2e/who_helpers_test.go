@@ -25,7 +25,8 @@ import (
 const (
 	testAPIKey        = "e2e-api-key-0123456789"
 	testWebhookSecret = "e2e-webhook-secret-0123456789"
-	eventsStream      = "{presence}:events"
+	keyPrefix         = "{online_users}" // the default REDIS_KEY_PREFIX: ONLINE_USERS_KEY as the hash tag
+	eventsStream      = keyPrefix + ":events"
 )
 
 // userCount is one entry of GET /api/admin/presence/users.

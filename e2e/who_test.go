@@ -19,7 +19,6 @@ import (
 func whoEnv(r *testenv.Redis, id string, extra map[string]string) map[string]string {
 	env := clusterEnv(r, id)
 	env["API_KEY"] = testAPIKey
-	env["REDIS_KEY_PREFIX"] = "{presence}" // the tests read the stream and the lease by name
 	maps.Copy(env, extra)
 	return env
 }
@@ -302,7 +301,7 @@ func TestTransitionEvents(t *testing.T) {
 
 	// Kill -9 the node delivering the webhook, with two users on it alone
 	// and one also elsewhere.
-	holder, err := rdb.Get(t.Context(), "{presence}:webhook:lease").Result()
+	holder, err := rdb.Get(t.Context(), keyPrefix+":webhook:lease").Result()
 	if err != nil || procs[holder] == nil {
 		t.Fatalf("webhook lease holder %q, %v; want one of %v", holder, err, ids)
 	}
