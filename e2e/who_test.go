@@ -487,7 +487,7 @@ func TestWhoEmbedded(t *testing.T) {
 	w.waitMsg(t, 0, "alice online at once", 5*time.Second, isPresence("alice", true))
 	w.waitMsg(t, 0, "bob offline at once", 5*time.Second, isPresence("bob", false))
 	bob := Dial(t, n, Token(t, "bob"))
-	w.waitMsg(t, 0, "bob online", 10*time.Second, isPresence("bob", true))
+	i, _ := w.waitMsg(t, 0, "bob online", 10*time.Second, isPresence("bob", true))
 
 	seen, _, _ := walkUsers(t, n, 1)
 	got := map[string]int64{}
@@ -502,7 +502,7 @@ func TestWhoEmbedded(t *testing.T) {
 		t.Fatalf("embedded status: %d %s", status, body)
 	}
 	bob.Conn.Close()
-	w.waitMsg(t, 0, "bob offline", 10*time.Second, isPresence("bob", false))
+	w.waitMsg(t, i+1, "bob offline", 10*time.Second, isPresence("bob", false))
 	var st userState
 	waitFor(t, 10*time.Second, "bob offline with a last-seen", func() (bool, string) {
 		n.Get("/api/admin/presence/users/bob", true, &st)
@@ -517,4 +517,39 @@ func TestWhoEmbedded(t *testing.T) {
 		slices.Sort(kinds)
 		return slices.Equal(kinds, []string{"offline:bob", "online:alice", "online:bob", "online:watcher"}), fmt.Sprint(kinds)
 	})
+}
+
+// TestWhoOnRedisCluster: list, status, watching and the events stream
+// work on a 3-master Redis Cluster with the default key layout (every key
+// in the slot of online_users).
+func TestWhoOnRedisCluster(t *testing.T) {
+	t.Parallel()
+	r := newClusterRedis(t)
+	env := func(id string) map[string]string {
+		e := r.env()
+		e["NODE_ID"], e["API_KEY"] = id, testAPIKey
+		e["HEARTBEAT_INTERVAL"], e["NODE_TTL"] = clusterHeartbeat.String(), clusterNodeTTL.String()
+		return e
+	}
+	a, b := StartNode(t, env("cl-a")), StartNode(t, env("cl-b"))
+	w := dialWatcher(t, a, "cl-watcher")
+	w.send(t, map[string]any{"type": "watch", "userIds": []string{"cl-bob"}})
+	w.waitMsg(t, 0, "cl-bob offline at once", 10*time.Second, isPresence("cl-bob", false))
+	bob := Dial(t, b, Token(t, "cl-bob"))
+	w.waitMsg(t, 0, "cl-bob online", 10*time.Second, isPresence("cl-bob", true))
+	wantCounts(t, a, 10*time.Second, 2, 2, 0, "watcher and bob")
+	seen, _, _ := walkUsers(t, b, 10)
+	if len(seen) != 2 {
+		t.Fatalf("list on Cluster: %+v, want cl-watcher and cl-bob", seen)
+	}
+	status, body := post(t, a, "/api/presence/status", "Bearer "+testAPIKey, `{"userIds":["cl-bob","cl-nobody"]}`)
+	if status != http.StatusOK || !strings.Contains(string(body), `"cl-bob":true`) || !strings.Contains(string(body), `"cl-nobody":false`) {
+		t.Fatalf("status on Cluster: %d %s", status, body)
+	}
+	from := w.count()
+	bob.Conn.Close()
+	w.waitMsg(t, from, "cl-bob offline", 10*time.Second, isPresence("cl-bob", false))
+	if n := r.holder.Do("XLEN", eventsStream); n != "3" {
+		t.Fatalf("XLEN %s on the master of online_users = %s, want 3 (watcher online, bob online, bob offline)", eventsStream, n)
+	}
 }
