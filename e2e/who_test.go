@@ -467,7 +467,7 @@ func TestWatch(t *testing.T) {
 	dave := Dial(t, a, Token(t, "dave"))
 	d.wait("dave online", 10*time.Second, sioUser("dave", true))
 	dave.Conn.Close()
-	d.wait("dave offline", 10*time.Second, sioUser("dave", false))
+	d.waitN("dave offline again", 10*time.Second, 2, sioUser("dave", false))
 	time.Sleep(150 * time.Millisecond) // at most 10 watch requests a second
 	if ack := d.emit(0, "presence:watch", true, "dave"); !strings.Contains(fmt.Sprint(ack), "array of strings") {
 		t.Fatalf("presence:watch with a string: ack %s, want an error", ack)
