@@ -75,6 +75,9 @@ type Config struct {
 	LogFormat              string         // LOG_FORMAT: "text" or "json"
 	LogLevel               string         // LOG_LEVEL: "debug", "info", "warn" or "error"
 	ShutdownTimeout        time.Duration  // SHUTDOWN_TIMEOUT: graceful stop budget
+	APIKey                 string         // API_KEY: the app backend's key for POST /api/presence/status (secret)
+	WebhookURL             string         // WEBHOOK_URL: receives online/offline events; "" sends none
+	WebhookSecret          string         // WEBHOOK_SECRET: HMAC-SHA256 key of webhook batches (secret)
 }
 
 // Error reports one invalid variable. Value is the offending value with

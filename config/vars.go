@@ -473,6 +473,42 @@ func baseSpecs() []spec {
 			parse:  durationVar(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, time.Second, time.Minute),
 			format: func(c Config) string { return c.ShutdownTimeout.String() },
 		},
+		{
+			name: "API_KEY", def: "", secret: true,
+			desc:   "key the app's backend sends (Authorization: Bearer or X-API-Key) to POST /api/presence/status; admin credentials work too",
+			parse:  secretVar(func(c *Config) *string { return &c.APIKey }),
+			format: func(c Config) string { return c.APIKey },
+		},
+		{
+			name: "WEBHOOK_URL", def: "", url: true,
+			desc: "http(s) URL that receives online/offline events in signed batches; unset sends none",
+			parse: func(c *Config, v string) string {
+				if v == "" {
+					return ""
+				}
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+					return "must be an http:// or https:// URL with a host"
+				}
+				if c.PresenceMode == "external" {
+					return "not available with PRESENCE_MODE=external: another program keeps the count, so presenced sees no online/offline transitions"
+				}
+				c.WebhookURL = v
+				return ""
+			},
+			format: func(c Config) string { return c.WebhookURL },
+		},
+		{
+			name: "WEBHOOK_SECRET", def: "", secret: true,
+			desc: "HMAC-SHA256 key signing webhook batches (X-Presenced-Signature); required with WEBHOOK_URL, at least 16 characters",
+			parse: func(c *Config, v string) string {
+				if c.WebhookURL != "" && len(v) < 16 {
+					return "required with WEBHOOK_URL: at least 16 characters"
+				}
+				return secretVar(func(c *Config) *string { return &c.WebhookSecret })(c, v)
+			},
+			format: func(c Config) string { return c.WebhookSecret },
+		},
 	}
 }
 

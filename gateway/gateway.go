@@ -26,6 +26,7 @@ import (
 	"github.com/lesismal/nbio"
 
 	"github.com/presenced/presenced/auth"
+	"github.com/presenced/presenced/events"
 	"github.com/presenced/presenced/internal/clientip"
 	"github.com/presenced/presenced/internal/ratelimit"
 	"github.com/presenced/presenced/internal/wsproto"
@@ -86,6 +87,10 @@ type Options struct {
 	// Counter reads the cluster-wide counts for Socket.IO's presence:count
 	// event; nil answers that the count is unavailable.
 	Counter Counter
+	// Watch lets connections watch users' presence ({"type":"watch"} on
+	// /ws, presence:watch on Socket.IO); nil answers that watching is not
+	// available.
+	Watch *events.Hub
 	// HelloTimeout caps how long a new connection waits to be counted in
 	// the store before its hello is sent anyway; zero means 1s.
 	HelloTimeout time.Duration
@@ -392,13 +397,21 @@ func (g *Gateway) connID(c *client) string {
 }
 
 // onMessage accepts {"type":"ping"} (answered with a pong carrying the
-// online count, and counted against the ping rate); anything else is a
-// protocol violation. It runs with the connection's lock held.
+// online count), {"type":"watch","userIds":[...]} and {"type":"unwatch"},
+// each counted against the ping rate; anything else is a protocol
+// violation. It runs with the connection's lock held.
 func (c *client) onMessage(op byte, data []byte) bool {
 	var msg struct {
-		Type string `json:"type"`
+		Type    string          `json:"type"`
+		UserIDs json.RawMessage `json:"userIds"`
 	}
-	if op != wsproto.OpText || json.Unmarshal(data, &msg) != nil || msg.Type != "ping" {
+	if op != wsproto.OpText || json.Unmarshal(data, &msg) != nil {
+		c.failLocked(ClosePolicyViolation, "unsupported message")
+		return false
+	}
+	switch msg.Type {
+	case "ping", "watch", "unwatch":
+	default:
 		c.failLocked(ClosePolicyViolation, "unsupported message")
 		return false
 	}
@@ -406,13 +419,75 @@ func (c *client) onMessage(op byte, data []byte) bool {
 		c.failLocked(ClosePolicyViolation, "too many pings")
 		return false
 	}
-	_ = c.send(wsproto.OpText, fmt.Appendf(nil, `{"type":"pong","onlineUsers":%d}`, c.g.o.Tracker.Online()))
+	switch msg.Type {
+	case "watch":
+		_ = c.send(wsproto.OpText, c.g.watch(c, msg.UserIDs, true))
+	case "unwatch":
+		_ = c.send(wsproto.OpText, c.g.watch(c, nil, false))
+	default:
+		_ = c.send(wsproto.OpText, fmt.Appendf(nil, `{"type":"pong","onlineUsers":%d}`, c.g.o.Tracker.Online()))
+	}
 	return true
 }
 
-// onClosed takes c out of the registry and the Tracker, once.
+// watch replaces what w watches with the user ids in raw (a JSON array of
+// strings), or stops watching (on false), and returns the /ws answer:
+// {"type":"watching","count":N} or {"type":"error","error":"..."}.
+func (g *Gateway) watch(w events.Watcher, raw json.RawMessage, on bool) []byte {
+	n, err := g.setWatch(w, raw, on)
+	if err != nil {
+		b, _ := json.Marshal(map[string]string{"type": "error", "error": err.Error()})
+		return b
+	}
+	return fmt.Appendf(nil, `{"type":"watching","count":%d}`, n)
+}
+
+// setWatch is watch for both endpoints: it returns the number of users
+// now watched, or an error for the client.
+func (g *Gateway) setWatch(w events.Watcher, raw json.RawMessage, on bool) (int, error) {
+	if g.o.Watch == nil {
+		return 0, errors.New("watching is not available on this server")
+	}
+	if !on {
+		g.o.Watch.Unwatch(w)
+		return 0, nil
+	}
+	var ids []string
+	if len(raw) == 0 || json.Unmarshal(raw, &ids) != nil || ids == nil {
+		return 0, errors.New("userIds must be an array of strings")
+	}
+	if err := g.o.Watch.Watch(w, ids); err != nil {
+		if events.IsLimit(err) {
+			return 0, fmt.Errorf("userIds: %s", strings.TrimPrefix(err.Error(), "events: "))
+		}
+		return 0, err
+	}
+	uniq := map[string]struct{}{}
+	for _, id := range ids {
+		uniq[id] = struct{}{}
+	}
+	return len(uniq), nil
+}
+
+// Presence implements events.Watcher: it sends
+// {"type":"presence","userId":…,"online":…}. A client that does not read
+// is closed as a slow consumer by the event loop's queue cap.
+func (c *client) Presence(user string, online bool) {
+	b, _ := json.Marshal(struct {
+		Type   string `json:"type"`
+		UserID string `json:"userId"`
+		Online bool   `json:"online"`
+	}{"presence", user, online})
+	_ = c.send(wsproto.OpText, b)
+}
+
+// onClosed takes c out of the registry, the watchers and the Tracker,
+// once.
 func (c *client) onClosed() {
 	if c.g.remove(c) {
+		if c.g.o.Watch != nil {
+			c.g.o.Watch.Unwatch(c)
+		}
 		c.g.o.Tracker.Disconnect(c.user)
 	}
 }

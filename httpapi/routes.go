@@ -16,6 +16,10 @@ func addRoutes(mux *http.ServeMux, d Deps, guard *adminGuard) {
 	mux.Handle("GET /api/admin/dashboard/history", admin(handleHistory(d.Dashboard, d.Logger)))
 	mux.Handle("GET /api/admin/dashboard/stream", admin(handleStream(d.Dashboard.Stream())))
 
+	mux.Handle("GET /api/admin/presence/users", admin(handleListUsers(d.Who, d.Logger)))
+	mux.Handle("GET /api/admin/presence/users/{id}", admin(handleUser(d.Who, d.LastSeen, d.Logger)))
+	mux.Handle("POST /api/presence/status", apiKeyOrAdmin(d.APIKey, guard)(handleStatus(d.Who, d.MaxBodyBytes, d.Logger)))
+
 	if d.Panel != nil {
 		mux.Handle("GET /admin/", handlePanel(d.Panel))
 		mux.Handle("GET /admin", http.RedirectHandler("/admin/", http.StatusMovedPermanently))

@@ -155,9 +155,11 @@ type Store interface {
 	Sync(ctx context.Context, s Share) (online int64, err error)
 
 	// Heartbeat renews the node's lease, stores its load figures and reaps
-	// every node whose lease has expired. It returns ErrResync when the
-	// node is not registered or its stored Seq differs from seq.
-	Heartbeat(ctx context.Context, seq uint64, info NodeInfo) error
+	// every node whose lease has expired, returning what it reaped (the
+	// reaping is done, and returned, even with ErrResync). It returns
+	// ErrResync when the node is not registered or its stored Seq differs
+	// from seq.
+	Heartbeat(ctx context.Context, seq uint64, info NodeInfo) ([]Reaped, error)
 
 	// Leave removes the node's share and lease.
 	Leave(ctx context.Context, node string) error

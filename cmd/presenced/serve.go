@@ -21,6 +21,7 @@ import (
 	"github.com/presenced/presenced/auth"
 	"github.com/presenced/presenced/config"
 	"github.com/presenced/presenced/dashboard"
+	"github.com/presenced/presenced/events"
 	"github.com/presenced/presenced/gateway"
 	"github.com/presenced/presenced/httpapi"
 	"github.com/presenced/presenced/internal/clientip"
@@ -32,6 +33,7 @@ import (
 	"github.com/presenced/presenced/store/mongostore"
 	"github.com/presenced/presenced/store/sqlitestore"
 	"github.com/presenced/presenced/web"
+	"github.com/presenced/presenced/webhook"
 )
 
 // serve wires the configured implementations together, serves until ctx
@@ -111,6 +113,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		pstore, reader = ms, ms
 	}
 
+	// Who is online, transitions, watching and the webhook: managed and
+	// embedded modes (the store decides transitions; external mode has
+	// neither).
+	who, err := newWho(pstore, cfg, node, log)
+	if err != nil {
+		_ = ds.Close(context.Background())
+		return err
+	}
+
 	var (
 		sampler procstat.Sampler
 		gw      *gateway.Gateway // set below, before the tracker runs (its heartbeats call localInfo)
@@ -143,7 +154,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		PingInterval: cfg.PingInterval, IdleTimeout: cfg.IdleTimeout, MaxMessageBytes: cfg.MaxMessageBytes,
 		MaxQueuedBytes: cfg.MaxQueuedBytes, PingRate: cfg.PingRate, PingBurst: cfg.PingBurst,
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRatePerIP, ClientIP: ips,
-		Origins: cfg.CORSOrigins, Logger: log,
+		Origins: cfg.CORSOrigins, Logger: log, Watch: who.hub,
 		SocketIO: gateway.SocketIOOptions{
 			PingInterval: cfg.SocketIOPingInterval, PingTimeout: cfg.SocketIOPingTimeout,
 			ConnectTimeout: cfg.SocketIOConnectTimeout, MaxPayload: cfg.SocketIOMaxPayload,
@@ -175,10 +186,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	admin := auth.NewAdmin(adminToken, verifier, auth.AdminOptions{Secret: secret, SessionTTL: cfg.AdminSessionTTL})
 	handler := httpapi.NewServer(httpapi.Deps{
 		Logger: log, Dashboard: dash, Admin: admin, Sessions: admin, Panel: panelFiles(),
-		WebSocket: gw, SocketIO: http.HandlerFunc(gw.ServeSocketIO), SocketIOPath: cfg.SocketIOPath, CORSOrigins: cfg.CORSOrigins, Metrics: metrics(tracker, gw),
+		WebSocket: gw, SocketIO: http.HandlerFunc(gw.ServeSocketIO), SocketIOPath: cfg.SocketIOPath, CORSOrigins: cfg.CORSOrigins, Metrics: append(metrics(tracker, gw), who.metrics()...),
 		ClientIP: ips, AdminFailures: cfg.AdminAuthFailures, MaxBodyBytes: int64(cfg.MaxBodyBytes),
+		Who: who.dir, LastSeen: lastSeenLookup(ds), APIKey: cfg.APIKey,
 	})
 
+	if who.feed != nil {
+		who.feed.Start(ctx) // before clients come: watchers miss no event
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
 	if err != nil {
 		gw.Close()
@@ -205,6 +220,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if redisMon != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); redisMon.run(bg) }()
+	}
+	// The event feed and the webhook only read and post: shutdown waits
+	// for them a moment after Leave, not for a blocked read on a hanging
+	// Redis.
+	var whoWG sync.WaitGroup
+	for _, loop := range who.loops() {
+		whoWG.Add(1)
+		go func() { defer whoWG.Done(); loop(bg) }()
 	}
 
 	var fatal error
@@ -241,6 +264,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	} else {
 		log.Info("presence share removed")
 	}
+	// After the share is gone (its offline events are in the log for the
+	// other nodes), not before: a blocked XREAD must not delay Leave.
+	waitAtMost(&whoWG, time.Second)
 	stopSeen()
 	<-seenDone
 	if rdb != nil {
@@ -349,4 +375,98 @@ func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
 		})
 	}
 	return gauges
+}
+
+// whoParts are the who-is-online pieces of a node: nil fields when the
+// mode has none.
+type whoParts struct {
+	dir  presence.Directory
+	feed *events.Feed
+	hub  *events.Hub
+	hook *webhook.Sender
+}
+
+// newWho builds the directory, the node's event feed and watch hub, and
+// the webhook sender when WEBHOOK_URL is set, on the presence store (nil
+// in external mode: no parts).
+func newWho(ps presence.Store, cfg config.Config, node string, log *slog.Logger) (whoParts, error) {
+	var w whoParts
+	dir, ok1 := ps.(presence.Directory)
+	elog, ok2 := ps.(presence.EventLog)
+	if ps == nil || !ok1 || !ok2 {
+		return w, nil
+	}
+	w.dir = dir
+	w.feed = events.NewFeed(elog, log)
+	w.hub = events.NewHub(dir, log)
+	w.feed.Subscribe(w.hub.Deliver)
+	if cfg.WebhookURL != "" {
+		coord, ok := ps.(webhook.Coordinator)
+		if !ok {
+			return w, fmt.Errorf("webhook: the presence store cannot coordinate deliveries")
+		}
+		hook, err := webhook.New(webhook.Options{
+			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Node: node, Log: elog, Coord: coord, Logger: log,
+		})
+		if err != nil {
+			return w, err
+		}
+		w.hook = hook
+	}
+	return w, nil
+}
+
+// loops are the goroutines of the parts.
+func (w whoParts) loops() []func(context.Context) {
+	var out []func(context.Context)
+	if w.feed != nil {
+		out = append(out, w.feed.Run)
+	}
+	if w.hook != nil {
+		out = append(out, w.hook.Run)
+	}
+	return out
+}
+
+// metrics are the parts' numbers on /metrics.
+func (w whoParts) metrics() []httpapi.Gauge {
+	var out []httpapi.Gauge
+	if w.hub != nil {
+		out = append(out,
+			httpapi.Gauge{Name: "presenced_watch_connections", Help: "Connections on this node watching users' presence.",
+				Value: func() float64 { return float64(w.hub.Watchers()) }},
+			httpapi.Gauge{Name: "presenced_watch_entries", Help: "Watched (connection, user) pairs on this node.",
+				Value: func() float64 { return float64(w.hub.Watched()) }},
+		)
+	}
+	if w.hook != nil {
+		out = append(out,
+			httpapi.Gauge{Name: "presenced_webhook_events_delivered_total", Help: "Online/offline events this node delivered to WEBHOOK_URL.",
+				Value: func() float64 { return float64(w.hook.Delivered()) }, Counter: true},
+			httpapi.Gauge{Name: "presenced_webhook_events_dropped_total", Help: "Online/offline events this node dropped after every delivery attempt to WEBHOOK_URL failed.",
+				Value: func() float64 { return float64(w.hook.Dropped()) }, Counter: true},
+			httpapi.Gauge{Name: "presenced_webhook_failures_total", Help: "Failed POSTs to WEBHOOK_URL (each is retried with backoff).",
+				Value: func() float64 { return float64(w.hook.Failures()) }, Counter: true},
+		)
+	}
+	return out
+}
+
+// waitAtMost waits for wg, or d.
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+// lastSeenLookup returns the data store's one-user last-seen lookup, if it
+// has one.
+func lastSeenLookup(ds store.Store) httpapi.LastSeenLookup {
+	if l, ok := ds.(httpapi.LastSeenLookup); ok {
+		return l
+	}
+	return nil
 }

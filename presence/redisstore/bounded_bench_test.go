@@ -122,7 +122,7 @@ func BenchmarkReap(b *testing.B) {
 		var slowest time.Duration
 		for rdb.Get(ctx, "{bench}online_users").Val() != "1" {
 			start := time.Now()
-			if err := s.Heartbeat(ctx, 1, presence.NodeInfo{ID: "live"}); err != nil {
+			if _, err := s.Heartbeat(ctx, 1, presence.NodeInfo{ID: "live"}); err != nil {
 				b.Fatal(err)
 			}
 			slowest = max(slowest, time.Since(start))

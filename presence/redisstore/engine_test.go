@@ -154,15 +154,22 @@ func TestRewriteAndReapAreBounded(t *testing.T) {
 	}
 	w.reset()
 	// small keeps heartbeating (so this is no outage) until big is reaped.
+	var reaped []presence.Reaped
 	deadline := time.Now().Add(10 * ttl)
 	for rdb.Exists(ctx(t), "{big}:node:big").Val()+rdb.HLen(ctx(t), "{big}:reaping").Val() > 0 || rdb.ZScore(ctx(t), "{big}:nodes", "big").Err() == nil {
 		if time.Now().After(deadline) {
 			t.Fatal("big was never reaped")
 		}
-		if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "small"}); err != nil {
+		r, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "small"})
+		if err != nil {
 			t.Fatal(err)
 		}
+		reaped = append(reaped, r...)
 		time.Sleep(ttl / 5)
+	}
+	// The reap is reported once, by the call that finished it.
+	if len(reaped) != 1 || reaped[0] != (presence.Reaped{Node: "big", Users: users, Connections: users}) {
+		t.Fatalf("reaped = %+v, want big with %d users once", reaped, users)
 	}
 	// A reap scans the share with HSCAN, whose COUNT is a hint: a call
 	// may take a few more than Budget.
@@ -321,7 +328,7 @@ func TestNewDataSetRecoveringWhoeverWritesFirst(t *testing.T) {
 			if _, err := a.Sync(ctx(t), presence.Share{Node: "a", Seq: 1, Users: usersN("u", 5)}); err != nil {
 				t.Fatal(err)
 			}
-			if err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "a"}); err != nil {
+			if _, err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "a"}); err != nil {
 				t.Fatal(err)
 			}
 			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
@@ -342,7 +349,7 @@ func TestNewDataSetRecoveringWhoeverWritesFirst(t *testing.T) {
 				t.Fatalf("Counts after FLUSHALL and a write by a %s = %+v, %v; want Partial", first, got, err)
 			}
 			// a notices at its heartbeat and rewrites its share.
-			if err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "a"}); !errors.Is(err, presence.ErrResync) {
+			if _, err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "a"}); !errors.Is(err, presence.ErrResync) {
 				t.Fatalf("Heartbeat after FLUSHALL: %v, want ErrResync", err)
 			}
 			if _, err := a.Sync(ctx(t), presence.Share{Node: "a", Seq: 2, Users: map[string]int64{"u0": 1}, Rejoin: true}); err != nil {

@@ -49,6 +49,10 @@ type Options struct {
 	// rewritten their shares yet. Zero means 3s; set it a little above the
 	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
+	// EventsMaxLen bounds the events stream (<prefix>:events), trimmed
+	// with XADD MAXLEN ~ (so it may hold a little more); zero means
+	// 100000.
+	EventsMaxLen int64
 	// Token identifies this process in the leases it takes; zero means a
 	// random one. Two processes that use one node id have different
 	// tokens, so the second is refused (presence.ErrNodeTaken) while the
@@ -77,6 +81,7 @@ type Store struct {
 	online string
 	ttl    time.Duration
 	window time.Duration
+	events string // the events stream
 	token  string
 
 	apply, sync, heartbeat, leave, counts, nodes *redis.Script
@@ -107,6 +112,9 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.RecoveryWindow == 0 {
 		o.RecoveryWindow = 3 * time.Second
 	}
+	if o.EventsMaxLen <= 0 {
+		o.EventsMaxLen = 100000
+	}
 	if o.NodeTTL < time.Millisecond {
 		return nil, fmt.Errorf("redisstore: node TTL %v too short", o.NodeTTL)
 	}
@@ -134,15 +142,15 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		o.CallTimeout = o.NodeTTL / 4
 	}
 	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, token: o.Token,
-		budget: int64(o.RepairBudget), chunk: o.Budget, callTimeout: o.CallTimeout}
+		budget: int64(o.RepairBudget), chunk: o.Budget, callTimeout: o.CallTimeout, events: o.Prefix + ":events"}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
-	// The named KEYS indexes (see keys), the recovery window and the
-	// budget, for lib.lua.
-	head := fmt.Sprintf("local K_OLD, K_REWRITE, K_REAPING, K_REPAIR = %d, %d, %d, %d\nlocal RECOVERY_MS, BUDGET = %d, %d\n",
-		kOld+1, kRewrite+1, kReaping+1, kRepair+1, o.RecoveryWindow.Milliseconds(), o.Budget)
+	// The named KEYS indexes (see keys), the recovery window, the budget
+	// and the events stream's bound, for lib.lua.
+	head := fmt.Sprintf("local K_OLD, K_REWRITE, K_REAPING, K_REPAIR = %d, %d, %d, %d\nlocal RECOVERY_MS, BUDGET = %d, %d\nlocal EVENTS_MAXLEN = %d\n",
+		kOld+1, kRewrite+1, kReaping+1, kRepair+1, o.RecoveryWindow.Milliseconds(), o.Budget, o.EventsMaxLen)
 	for name, dst := range map[string]**redis.Script{
 		"apply": &s.apply, "sync": &s.sync, "heartbeat": &s.heartbeat,
 		"leave": &s.leave, "counts": &s.counts, "nodes": &s.nodes,
@@ -159,7 +167,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 
 // Positions in keys of the keys lib.lua names K_*.
 const (
-	kOld = 9 + iota
+	kOld = 10 + iota
 	kRewrite
 	kReaping
 	kRepair
@@ -184,6 +192,7 @@ func (s *Store) keys(node string) []string {
 	return []string{
 		p + ":nodes", p + ":users", p + ":conns", p + ":guests", p + ":seq",
 		s.online, p + ":epoch", p + ":node:" + node, p + ":nodeinfo:" + node,
+		s.events,
 		p + ":old:" + node, p + ":rewrite", p + ":reaping", p + ":repair",
 	}
 }
@@ -398,13 +407,8 @@ func parsePeak(v string) (day, peak int64, ok bool) {
 // their users are taken out of the sums Budget at a time, by this call's
 // script and then by as many reap calls as it takes (any node's heartbeat
 // carries on with what is left).
-func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInfo) error {
-	_, err := s.heartbeatReaped(ctx, seq, info)
-	return err
-}
-
-// heartbeatReaped is Heartbeat returning the reaps it finished.
-func (s *Store) heartbeatReaped(ctx context.Context, seq uint64, info presence.NodeInfo) ([]reapedNode, error) {
+// It returns the reaps finished, by its own script or the reap calls.
+func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInfo) ([]presence.Reaped, error) {
 	info.Healthy = false // set by readers, not stored
 	raw, err := json.Marshal(info)
 	if err != nil {
@@ -435,8 +439,8 @@ func (s *Store) heartbeatReaped(ctx context.Context, seq uint64, info presence.N
 // reapAll calls reap.lua until no share is left to reap, ctx is done or a
 // call fails (the next heartbeat of any node goes on), and returns the
 // reaps finished.
-func (s *Store) reapAll(ctx context.Context, node string) []reapedNode {
-	var reaped []reapedNode
+func (s *Store) reapAll(ctx context.Context, node string) []presence.Reaped {
+	var reaped []presence.Reaped
 	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 		res, err := s.reap.Run(cctx, s.rdb, s.keys(node), s.prefix, node).Slice()
@@ -452,18 +456,11 @@ func (s *Store) reapAll(ctx context.Context, node string) []reapedNode {
 	return reaped
 }
 
-// reapedNode is a reap finished: the node, and the users and connections
-// its share held.
-type reapedNode struct {
-	Node               string
-	Users, Connections int64
-}
-
 // parseReaped reads {node, users, connections, ...} from a script reply.
-func parseReaped(res []any) []reapedNode {
-	var out []reapedNode
+func parseReaped(res []any) []presence.Reaped {
+	var out []presence.Reaped
 	for i := 0; i+2 < len(res); i += 3 {
-		out = append(out, reapedNode{Node: fmt.Sprint(res[i]), Users: toInt(res[i+1]), Connections: toInt(res[i+2])})
+		out = append(out, presence.Reaped{Node: fmt.Sprint(res[i]), Users: toInt(res[i+1]), Connections: toInt(res[i+2])})
 	}
 	return out
 }

@@ -8,7 +8,8 @@
 -- ARGV[5] change in the node's guest connections
 -- ARGV[6], ARGV[7], ... pairs of user id, change in that user's connections
 --
--- Returns the number of online users, or the error "RESYNC ..." without
+-- Emits an online/offline event for every user whose cluster-wide count
+-- crosses 0. Returns the number of online users, or the error "RESYNC ..." without
 -- writing anything when the node is not registered, its sequence differs
 -- (a write was lost) or a delta would take a count below zero.
 

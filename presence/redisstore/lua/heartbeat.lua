@@ -10,6 +10,8 @@
 -- ARGV[5] the node's load figures (JSON)
 -- ARGV[6] the day's peak the node remembers ("<day>:<peak>" or "")
 --
+-- Reaping emits an offline event for every user it takes to 0.
+--
 -- Returns {online users, 1 when registered and current (0 when not
 -- registered, 2 when its sequence differs), 1 when reaps remain (else 0),
 -- today's peak as "<day>:<peak>", then for each reap finished: node id,

@@ -8,7 +8,8 @@
 -- ARGV[3] the leaving process's lease token: the share is kept when
 --         another process owns the node id now
 --
--- Returns {online users, 1 when reaps remain (else 0), then for each reap
+-- Emits an offline event for every user it takes to 0. Returns {online
+-- users, 1 when reaps remain (else 0), then for each reap
 -- finished: node id, users, connections}.
 
 local now = now_ms()

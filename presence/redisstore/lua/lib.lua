@@ -16,6 +16,9 @@
 --                               rewriting shares that Redis lost
 --   KEYS[8]  <prefix>:node:<id> HASH user -> connections on this node
 --   KEYS[9]  <prefix>:nodeinfo:<id> STRING this node's load figures (JSON)
+--   KEYS[10] <prefix>:events   STREAM online/offline transitions, fields
+--                               type (online|offline), user, at (ms); trimmed
+--                               with MAXLEN ~ EVENTS_MAXLEN
 --   KEYS[K_OLD]     <prefix>:old:<id> HASH user -> connections: the part of the
 --                   node's previous share a rewrite in progress has not
 --                   replaced yet (see sync.lua)
@@ -26,9 +29,14 @@
 --                   <scan cursor>:<node>" of each share being reaped; the share
 --                   is in <prefix>:reap:<id>:s and its unreplaced part in
 --                   <prefix>:reap:<id>:o
--- The K_* indexes, RECOVERY_MS (the recovery window) and BUDGET (hash
--- entries one call may change) are set by the Go side in a line put before
--- this file.
+-- The K_* indexes, RECOVERY_MS (the recovery window), BUDGET (hash
+-- entries one call may change) and EVENTS_MAXLEN are set by the Go side in
+-- lines put before this file.
+--
+-- Transitions: every change of a user's count in KEYS[2] goes through
+-- add_user, which appends an event to KEYS[10] when the count crosses 0.
+-- KEYS[2] is the cluster-wide count, so each transition is emitted once
+-- for the whole cluster, by the script that made it.
 --
 -- Bounded work: no script changes more than about BUDGET users, so none
 -- holds Redis for more than a few milliseconds whatever a share's size. A
@@ -78,11 +86,28 @@ local function seq_num(seq)
   return tonumber(string.match(seq or '', '^(%d+)') or '-1')
 end
 
--- add_user changes a user's cluster-wide count by d, dropping it at 0.
-local function add_user(user, d, now)
+-- emit appends one transition to the events stream.
+local function emit(kind, user, now)
+  redis.call('XADD', KEYS[10], 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', kind, 'user', user, 'at', now)
+end
+
+-- add_user changes a user's cluster-wide count by d (dropping it at 0) and
+-- emits the transition if the count crossed 0; with quiet it only changes
+-- the count. The bounded scripts change each user once per call, by its
+-- net difference (see above), so a crossing in a call is a transition.
+local function add_user(user, d, now, quiet)
   local left = redis.call('HINCRBY', KEYS[2], user, d)
   if left <= 0 then
     redis.call('HDEL', KEYS[2], user)
+  end
+  if quiet then
+    return left
+  end
+  local before = left - d
+  if before <= 0 and left > 0 then
+    emit('online', user, now)
+  elseif before > 0 and left <= 0 then
+    emit('offline', user, now)
   end
   return left
 end

@@ -57,6 +57,9 @@ local function shares_sum(user)
   return sum
 end
 
+-- A phantom removed is a user who went offline unseen (their share was
+-- evicted): it emits the offline event. A user restored to the hash was
+-- online all along (only the hash entry was lost): no event.
 local fixed = 0
 local function settle(user, have)
   local sum = shares_sum(user)
@@ -65,6 +68,9 @@ local function settle(user, have)
       redis.call('HSET', KEYS[2], user, sum)
     else
       redis.call('HDEL', KEYS[2], user)
+      if have > 0 then
+        emit('offline', user, now)
+      end
     end
     fixed = fixed + 1
   end

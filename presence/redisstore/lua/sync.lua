@@ -17,6 +17,9 @@
 --   'd'    after the last chunk, what is left in KEYS[K_OLD] (users no
 --          longer on the node) is taken out of the sums; once it is empty
 --          the connection figures are set and the rewrite is done.
+-- Each user's count changes once, by its net difference, so a user whose
+-- cluster-wide count crosses 0 emits its online/offline event (a user in
+-- both the old and the new share emits nothing).
 -- The attempt's progress is in KEYS[K_REWRITE][node], so a call whose
 -- reply was lost is settled by reading it back (a chunk already applied is
 -- not applied again), and while it is there Counts is Partial.
