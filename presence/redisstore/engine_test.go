@@ -495,3 +495,93 @@ func firstDiff(got, want map[string]string) []string {
 	}
 	return out
 }
+
+// TestChunkedRewriteAndReapEmitEachTransitionOnce: with rewrites and reaps
+// spread over many calls, every user whose cluster-wide count crosses 0
+// gets exactly one event, and users that stay online get none.
+func TestChunkedRewriteAndReapEmitEachTransitionOnce(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ttl := 300 * time.Millisecond
+	s, _, _ := openAt(t, srv.Addr(), redisstore.Options{Budget: 10, NodeTTL: ttl})
+	// a: u0..u59; b: u50..u69 (u50..u59 on both).
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 1, Users: usersN("u", 60)}); err != nil {
+		t.Fatal(err)
+	}
+	b := map[string]int64{}
+	for i := 50; i < 70; i++ {
+		b["u"+strconv.Itoa(i)] = 1
+	}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "b", Seq: 1, Users: b}); err != nil {
+		t.Fatal(err)
+	}
+	last, err := s.LastEventID(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a rewrites to u30..u89: u0..u29 go offline (none is on b), u60..u69
+	// stay (on b), u70..u89 come online.
+	nu := map[string]int64{}
+	for i := 30; i < 90; i++ {
+		nu["u"+strconv.Itoa(i)] = 2
+	}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 2, Users: nu}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for i := range 30 {
+		want["u"+strconv.Itoa(i)] = "offline"
+	}
+	for i := 70; i < 90; i++ {
+		want["u"+strconv.Itoa(i)] = "online"
+	}
+	last = checkEvents(t, s, last, want)
+
+	// a dies; b heartbeats until it is reaped: u30..u49 and u70..u89 go
+	// offline, u50..u69 stay (on b).
+	for end := time.Now().Add(10 * ttl); ; time.Sleep(ttl / 5) {
+		if time.Now().After(end) {
+			t.Fatal("a was never reaped")
+		}
+		r, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r) > 0 {
+			break
+		}
+	}
+	want = map[string]string{}
+	for i := 30; i < 50; i++ {
+		want["u"+strconv.Itoa(i)] = "offline"
+	}
+	for i := 70; i < 90; i++ {
+		want["u"+strconv.Itoa(i)] = "offline"
+	}
+	checkEvents(t, s, last, want)
+}
+
+// checkEvents reads the events after last and compares them with want
+// (user -> the one event type it must have); it returns the last id.
+func checkEvents(t *testing.T, s *redisstore.Store, last string, want map[string]string) string {
+	t.Helper()
+	evs, err := s.ReadEvents(ctx(t), last, 10000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, e := range evs {
+		got[e.User] = append(got[e.User], e.Type)
+		last = e.ID
+	}
+	for u, typ := range want {
+		if len(got[u]) != 1 || got[u][0] != typ {
+			t.Errorf("events of %s = %v, want one %s", u, got[u], typ)
+		}
+	}
+	for u, types := range got {
+		if _, ok := want[u]; !ok {
+			t.Errorf("events of %s = %v, want none", u, types)
+		}
+	}
+	return last
+}
