@@ -19,17 +19,20 @@ import (
 // checked against the ground-truth model after every step. The seed is
 // logged; PRESENCE_CHURN_SEED=<seed> replays a run.
 func TestChurn(t *testing.T) {
-	runChurn(t, 75*time.Second, func(r *testenv.Redis) presenceRedis { return singleRedis{r} })
+	runChurn(t, 75*time.Second, true, func(r *testenv.Redis) presenceRedis { return singleRedis{r} })
 }
 
 // TestChurnWithInjectedTimeouts is TestChurn with the nodes reaching Redis
 // through a proxy that breaks 5% of the requests: it holds one back
 // (delivering it late, after its caller gave up) or drops its reply. Every such
 // call times out with its outcome unknown, which the nodes settle by
-// reading back what Redis holds.
+// reading back what Redis holds. The count must still settle exactly
+// after every step; it is not checked against the truth as a floor
+// during a step, since a connect whose write timed out is greeted before
+// it is counted (the gateway waits for a write only up to its deadline).
 func TestChurnWithInjectedTimeouts(t *testing.T) {
 	var px *testenv.FaultProxy
-	runChurn(t, 45*time.Second, func(r *testenv.Redis) presenceRedis {
+	runChurn(t, 45*time.Second, false, func(r *testenv.Redis) presenceRedis {
 		px = testenv.StartFaultProxy(t, r.Addr())
 		px.Random(0.05)
 		return proxiedRedis{singleRedis{r}, px}
@@ -52,8 +55,9 @@ func (r proxiedRedis) env() map[string]string {
 }
 
 // runChurn runs the churn steps for up to budget on the deployment
-// deploy makes of a fresh redis-server.
-func runChurn(t *testing.T, budget time.Duration, deploy func(*testenv.Redis) presenceRedis) {
+// deploy makes of a fresh redis-server; with floor, online_users is
+// checked never to fall below the truth after connects.
+func runChurn(t *testing.T, budget time.Duration, floor bool, deploy func(*testenv.Redis) presenceRedis) {
 	seed := time.Now().UnixNano()
 	if s := os.Getenv("PRESENCE_CHURN_SEED"); s != "" {
 		v, err := strconv.ParseInt(s, 10, 64)
@@ -89,7 +93,7 @@ func runChurn(t *testing.T, budget time.Duration, deploy func(*testenv.Redis) pr
 		live := m.liveNodes()
 		open := m.openClients()
 		var what string
-		floor := true
+		floor := floor
 		switch p := rng.Intn(100); {
 		case p < 45 || len(open) == 0: // connect k clients
 			k := 1 + rng.Intn(12)

@@ -357,8 +357,13 @@ func (t *Tracker) flush(ctx context.Context) {
 		online, err := t.call(ctx, func(ctx context.Context) (int64, error) { return t.o.Store.Apply(ctx, b) })
 		if errors.Is(err, ErrNotApplied) {
 			// The store, read back after a timeout, says nothing
-			// changed: the deltas wait for the next flush (the heartbeat
-			// retries soon while the store is down).
+			// changed, and it answers: send the batch once more at once
+			// (a late copy of the first cannot apply after it).
+			online, err = t.call(ctx, func(ctx context.Context) (int64, error) { return t.o.Store.Apply(ctx, b) })
+		}
+		if errors.Is(err, ErrNotApplied) {
+			// Still not applied: the deltas wait for the next flush (the
+			// heartbeat retries soon while the store is down).
 			t.mu.Lock()
 			for _, ds := range [][]Delta{chunk, deltas} {
 				for _, d := range ds {
