@@ -25,9 +25,9 @@ func slowlog(b *testing.B, rdb *redis.Client) {
 	rdb.SlowLogReset(ctx)
 }
 
-// longestScript returns the longest and the median script call in the
-// SLOWLOG, and the number of script calls in it (those over 100 µs).
-func longestScript(b *testing.B, rdb *redis.Client) (longest, median time.Duration, calls int) {
+// longestScript returns the longest and the 99th-percentile script call in
+// the SLOWLOG, and the number of script calls in it (those over 100 µs).
+func longestScript(b *testing.B, rdb *redis.Client) (longest, p99 time.Duration, calls int) {
 	var ds []time.Duration
 	for _, e := range rdb.SlowLogGet(context.Background(), 100000).Val() {
 		if len(e.Args) > 0 && strings.HasPrefix(strings.ToLower(e.Args[0]), "eval") {
@@ -38,12 +38,12 @@ func longestScript(b *testing.B, rdb *redis.Client) (longest, median time.Durati
 		b.Fatal("no script call in the SLOWLOG")
 	}
 	slices.Sort(ds)
-	return ds[len(ds)-1], ds[len(ds)/2], len(ds)
+	return ds[len(ds)-1], ds[len(ds)*99/100], len(ds)
 }
 
 // BenchmarkRewriteAfterFlush measures the rewrite of one node's share of
 // 100 000 or 300 000 users into a Redis that lost its data (FLUSHALL), in
-// chunks of the default Budget (1000 users): the time the whole rewrite
+// chunks of the default Budget (500 users): the time the whole rewrite
 // takes and the longest script call Redis's SLOWLOG saw. Goals (issue 8):
 // done within one heartbeat (HEARTBEAT_INTERVAL, 2 s by default), no script
 // over 10 ms.
@@ -61,7 +61,7 @@ func BenchmarkRewriteAfterFlush(b *testing.B) {
 			}
 			share := presence.Share{Node: "big", Users: usersN("user-", users), Rejoin: true}
 			ctx := context.Background()
-			var longest, median time.Duration
+			var longest, p99 time.Duration
 			calls := 0
 			b.ResetTimer()
 			for i := range b.N {
@@ -75,14 +75,14 @@ func BenchmarkRewriteAfterFlush(b *testing.B) {
 				}
 				b.StopTimer()
 				l, m, n := longestScript(b, rdb)
-				longest, median, calls = max(longest, l), max(median, m), n
+				longest, p99, calls = max(longest, l), max(p99, m), n
 				if got := rdb.Get(ctx, "{bench}online_users").Val(); got != strconv.Itoa(users) {
 					b.Fatalf("online_users = %s after the rewrite, want %d", got, users)
 				}
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(longest.Microseconds()), "longest-µs")
-			b.ReportMetric(float64(median.Microseconds()), "median-µs")
+			b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
 			b.ReportMetric(float64(calls), "calls")
 		})
 	}
@@ -106,7 +106,7 @@ func BenchmarkReap(b *testing.B) {
 	}
 	ctx := context.Background()
 	big := usersN("user-", users)
-	var longest, median, reap time.Duration
+	var longest, p99, reap time.Duration
 	calls := 0
 	for i := range b.N {
 		rdb.FlushAll(ctx)
@@ -130,10 +130,10 @@ func BenchmarkReap(b *testing.B) {
 		}
 		reap = max(reap, slowest)
 		l, m, n := longestScript(b, rdb)
-		longest, median, calls = max(longest, l), max(median, m), n
+		longest, p99, calls = max(longest, l), max(p99, m), n
 	}
 	b.ReportMetric(float64(reap.Microseconds())/1000, "reap-ms")
 	b.ReportMetric(float64(longest.Microseconds()), "longest-µs")
-	b.ReportMetric(float64(median.Microseconds()), "median-µs")
+	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
 	b.ReportMetric(float64(calls), "calls")
 }

@@ -66,7 +66,7 @@ type Options struct {
 	// is sent in chunks of Budget users and a reap takes Budget users per
 	// call, so that no script holds Redis for more than a few
 	// milliseconds whatever a share's size (see "Bounded scripts" in
-	// BENCHMARKS.md). Zero means 1000.
+	// BENCHMARKS.md). Zero means 500.
 	Budget int
 	// CallTimeout bounds each script call of an operation that takes
 	// several (Sync, and the reaping in Heartbeat and Leave), within the
@@ -133,7 +133,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		o.RepairBudget = 256
 	}
 	if o.Budget <= 0 {
-		o.Budget = 1000
+		o.Budget = 500
 	}
 	if o.Budget > 3000 {
 		return nil, fmt.Errorf("redisstore: budget %d above 3000 users per call", o.Budget)
