@@ -67,6 +67,14 @@ type Store interface {
 	// backwards. Implementations split large slices into bounded batches.
 	TouchLastSeen(ctx context.Context, seen []LastSeen) error
 
+	// RefreshLastSeen sets the last-seen time of each of users to at where
+	// none is stored or the stored one is before stale, and leaves fresher
+	// times alone; it returns how many users it wrote. The periodic
+	// refresh of connected users calls it: most of them were written
+	// moments ago, and rewriting them would only cost writes.
+	// Implementations split large slices into bounded batches.
+	RefreshLastSeen(ctx context.Context, users []string, at, stale time.Time) (written int, err error)
+
 	// AddHistory stores one point at Minute(p.T); a second point for the
 	// same minute replaces the first, so writing it twice is harmless.
 	AddHistory(ctx context.Context, p HistoryPoint) error
@@ -76,8 +84,10 @@ type Store interface {
 	History(ctx context.Context, from, to time.Time) ([]HistoryPoint, error)
 
 	// InsertUsers adds users to the app's users collection; a user whose ID
-	// exists already is left as it is. Only the seed command and tests call
-	// it: presenced never writes the app's users.
+	// exists already is left as it is. The seed command calls it, and so
+	// does the last-seen writer for the embedded SQLite store, whose users
+	// table is presenced's own (LastSeenOptions.RecordUsers): presenced
+	// never writes the app's MongoDB users.
 	InsertUsers(ctx context.Context, users []User) error
 
 	// InsertUsersCount is InsertUsers that also returns how many users it

@@ -130,6 +130,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	})
 	lastSeen = store.NewLastSeenWriter(ds, store.LastSeenOptions{
 		RefreshInterval: cfg.LastSeenInterval, Online: tracker.Users, Logger: log,
+		RecordUsers: ds.Kind() == "sqlite", // embedded: the users table is presenced's own
 	})
 	ips := clientip.New(cfg.TrustedProxies)
 	gw, err = gateway.New(gateway.Options{

@@ -38,6 +38,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LastSeenMonotonic", testLastSeenMonotonic},
 		{"SeenSinceBoundaries", testSeenSinceBoundaries},
 		{"TouchLastSeenManyBatches", testTouchLastSeenManyBatches},
+		{"RefreshLastSeenOnlyStale", testRefreshLastSeenOnlyStale},
+		{"RefreshLastSeenManyBatches", testRefreshLastSeenManyBatches},
 		{"HistoryIdempotent", testHistoryIdempotent},
 		{"HistoryRangeAndOrder", testHistoryRangeAndOrder},
 		{"EmptyWrites", testEmptyWrites},
@@ -332,6 +334,70 @@ func testTouchLastSeenManyBatches(t *testing.T, s store.Store) {
 	mustTouch(t, s, seen)
 	if got := mustSeenSince(t, s, later); got != n {
 		t.Errorf("SeenSince(base+1h) = %d, want %d", got, n)
+	}
+}
+
+// testRefreshLastSeenOnlyStale: a missing user and one whose time is
+// before stale are written, a fresh one and one stored in the future are
+// left alone.
+func testRefreshLastSeenOnlyStale(t *testing.T, s store.Store) {
+	mustTouch(t, s, []store.LastSeen{
+		{UserID: "old", At: base.Add(-time.Hour)},
+		{UserID: "fresh", At: base},
+		{UserID: "ahead", At: base.Add(time.Hour)},
+	})
+	at, stale := base.Add(30*time.Second), base.Add(-time.Second)
+	n, err := s.RefreshLastSeen(ctx(t), []string{"old", "fresh", "ahead", "new"}, at, stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("RefreshLastSeen wrote %d, want 2 (old, new)", n)
+	}
+	if got := mustSeenSince(t, s, at); got != 3 {
+		t.Errorf("SeenSince(at) = %d, want 3 (old, new, ahead)", got)
+	}
+	if got := mustSeenSince(t, s, base.Add(time.Millisecond)); got != 3 {
+		t.Errorf("SeenSince(base+1ms) = %d, want 3 (fresh kept at base)", got)
+	}
+	if got := mustSeenSince(t, s, base.Add(time.Hour)); got != 1 {
+		t.Errorf("SeenSince(base+1h) = %d, want 1 (ahead not moved back)", got)
+	}
+	// Again at once: everything is fresh now.
+	if n, err := s.RefreshLastSeen(ctx(t), []string{"old", "new"}, at.Add(time.Second), stale); err != nil || n != 0 {
+		t.Errorf("second RefreshLastSeen = %d, %v; want 0, nil", n, err)
+	}
+	if n, err := s.RefreshLastSeen(ctx(t), nil, at, stale); err != nil || n != 0 {
+		t.Errorf("RefreshLastSeen(nil) = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// testRefreshLastSeenManyBatches crosses batch boundaries with half of the
+// users fresh.
+func testRefreshLastSeenManyBatches(t *testing.T, s store.Store) {
+	const n = 130
+	users := make([]string, n)
+	var fresh []store.LastSeen
+	for i := range users {
+		users[i] = fmt.Sprintf("user-%03d", i)
+		if i%2 == 0 {
+			fresh = append(fresh, store.LastSeen{UserID: users[i], At: base})
+		}
+	}
+	mustTouch(t, s, fresh)
+	at := base.Add(time.Minute)
+	got, err := s.RefreshLastSeen(ctx(t), users, at, base.Add(-time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != n/2 {
+		t.Errorf("RefreshLastSeen wrote %d, want %d", got, n/2)
+	}
+	if c := mustSeenSince(t, s, base); c != n {
+		t.Errorf("SeenSince(base) = %d, want %d", c, n)
+	}
+	if c := mustSeenSince(t, s, at); c != n/2 {
+		t.Errorf("SeenSince(at) = %d, want %d", c, n/2)
 	}
 }
 
