@@ -257,6 +257,19 @@ func specs() []spec {
 			format: func(c Config) string { return c.StatsRefresh.String() },
 		},
 		{
+			name: "STATS_TIMEZONE", def: "UTC",
+			desc: `IANA time zone, e.g. Europe/Berlin, whose midnight starts "today" for peakOnlineToday and newUsersToday; every node must use the same`,
+			parse: func(c *Config, v string) string {
+				loc, err := time.LoadLocation(v)
+				if err != nil || v == "" || v == "Local" {
+					return "must be an IANA time zone name such as UTC or Europe/Berlin"
+				}
+				c.StatsTimezone = loc
+				return ""
+			},
+			format: func(c Config) string { return c.StatsTimezone.String() },
+		},
+		{
 			name: "ALLOW_ANONYMOUS", def: "false",
 			desc: "accept WebSocket connections without a token: true/false, 1/0, yes/no",
 			parse: func(c *Config, v string) string {

@@ -47,7 +47,10 @@ type Options struct {
 	// LastSeenInterval is LAST_SEEN_INTERVAL: the fallback counts users
 	// seen within two of them; zero means 30s.
 	LastSeenInterval time.Duration
-	Now              func() time.Time
+	// Location is STATS_TIMEZONE: its midnight starts "today" for the new
+	// users; nil means UTC.
+	Location *time.Location
+	Now      func() time.Time
 	Logger           *slog.Logger
 }
 
@@ -121,6 +124,9 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -156,7 +162,7 @@ func (s *Service) refreshAll(ctx context.Context, withStats bool) {
 	defer cancel()
 	now := s.o.Now()
 	if withStats {
-		st, err := s.o.Store.UserStats(ctx, now)
+		st, err := s.o.Store.UserStats(ctx, now.In(s.o.Location))
 		s.mu.Lock()
 		s.statsOK = err == nil
 		if err == nil {

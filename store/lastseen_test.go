@@ -262,7 +262,7 @@ func TestLastSeenWriterFinalFlushFails(t *testing.T) {
 // rewrites users whose stored time is older than half an interval.
 func TestLastSeenWriterRefreshBypassesBuffer(t *testing.T) {
 	t.Parallel()
-	const n, maxPending = 15_000, 10_000
+	const n, maxPending = 3000, 2000
 	s := MustOpenSQLite(t)
 	users := make([]string, n)
 	for i := range users {
@@ -273,7 +273,7 @@ func TestLastSeenWriterRefreshBypassesBuffer(t *testing.T) {
 	var logs syncBuffer
 	w := store.NewLastSeenWriter(s, store.LastSeenOptions{
 		FlushInterval:   time.Hour,
-		RefreshInterval: time.Second,
+		RefreshInterval: 2 * time.Second,
 		MaxPending:      maxPending,
 		Online:          func() []string { refreshes.Add(1); return users },
 		Now:             clk.now,

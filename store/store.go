@@ -28,7 +28,7 @@ type User struct {
 // UserStats are the totals the dashboard shows beside the online count.
 type UserStats struct {
 	TotalUsers     int64 // documents in the app's users collection
-	NewUsersToday  int64 // users whose createdAt is on or after 00:00 UTC of now's day
+	NewUsersToday  int64 // users whose createdAt is on or after midnight of now's day in now's location
 	ActiveUsers24h int64 // users whose last-seen time is within 24 h before now
 }
 
@@ -55,7 +55,7 @@ type Store interface {
 	Ping(ctx context.Context) error
 
 	// UserStats counts the app's users, today's new users (createdAt at or
-	// after StartOfDayUTC(now)) and the users seen within 24 h before now
+	// after StartOfDay(now): midnight in now's location, STATS_TIMEZONE) and the users seen within 24 h before now
 	// (last-seen time at or after now-24h).
 	UserStats(ctx context.Context, now time.Time) (UserStats, error)
 
@@ -98,6 +98,14 @@ type Store interface {
 
 	// Close releases the database connection.
 	Close(ctx context.Context) error
+}
+
+// StartOfDay returns midnight of t's day in t's location, where "new
+// users today" starts (on a day that begins with a DST jump, the first
+// moment of that day).
+func StartOfDay(t time.Time) time.Time {
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, t.Location())
 }
 
 // StartOfDayUTC returns 00:00 UTC of t's day in UTC, where "new users

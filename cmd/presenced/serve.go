@@ -95,7 +95,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		} else {
 			rs, err := redisstore.New(rdb, redisstore.Options{
 				Prefix: cfg.KeyPrefix, OnlineKey: cfg.OnlineUsersKey, NodeTTL: cfg.NodeTTL,
-				RecoveryWindow: cfg.HeartbeatInterval * 3 / 2,
+				RecoveryWindow: cfg.HeartbeatInterval * 3 / 2, Location: cfg.StatsTimezone,
 			})
 			if err != nil {
 				_ = ds.Close(context.Background())
@@ -104,7 +104,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 			pstore, reader = rs, rs
 		}
 	} else {
-		ms := memstore.New(cfg.NodeTTL, nil)
+		ms := memstore.New(cfg.NodeTTL, func() time.Time { return time.Now().In(cfg.StatsTimezone) })
 		pstore, reader = ms, ms
 	}
 
@@ -155,7 +155,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	dash := dashboard.New(dashboard.Options{
 		Presence: reader, Source: source, Store: ds, Tracker: tracker, Redis: probe,
 		LocalNode:    tracker.NodeInfo,
-		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log,
+		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Location: cfg.StatsTimezone, Logger: log,
 	})
 	history := &dashboard.HistoryRecorder{Presence: reader, Store: ds, Logger: log}
 	if rs, ok := pstore.(*redisstore.Store); ok {

@@ -43,6 +43,9 @@ type Options struct {
 	// rewritten their shares yet. Zero means 3s; set it a little above the
 	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
+	// Location is STATS_TIMEZONE: the day's peak is kept under a key per
+	// calendar day in it; nil means UTC. Every node must use the same.
+	Location *time.Location
 }
 
 // Store is presence.Store on Redis.
@@ -52,6 +55,7 @@ type Store struct {
 	online string
 	ttl    time.Duration
 	window time.Duration
+	loc    *time.Location
 
 	apply, sync, heartbeat, leave, counts, nodes *redis.Script
 }
@@ -72,13 +76,16 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.RecoveryWindow == 0 {
 		o.RecoveryWindow = 3 * time.Second
 	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
 	if o.NodeTTL < time.Millisecond {
 		return nil, fmt.Errorf("redisstore: node TTL %v too short", o.NodeTTL)
 	}
 	if !strings.Contains(o.Prefix, "{") || !strings.Contains(o.Prefix, "}") {
 		return nil, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
 	}
-	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow}
+	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, loc: o.Location}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
@@ -102,7 +109,14 @@ func (s *Store) keys(node string) []string {
 	return []string{
 		p + ":nodes", p + ":users", p + ":conns", p + ":guests", p + ":seq",
 		s.online, p + ":epoch", p + ":node:" + node, p + ":nodeinfo:" + node,
+		s.PeakKey(time.Now()),
 	}
+}
+
+// PeakKey names the key holding the peak of t's day, the day taken in
+// Options.Location: <prefix>:peak:<days since 1970-01-01>.
+func (s *Store) PeakKey(t time.Time) string {
+	return s.prefix + ":peak:" + strconv.FormatInt(presence.DayNumber(t.In(s.loc)), 10)
 }
 
 // Apply implements presence.Store.

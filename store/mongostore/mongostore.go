@@ -205,7 +205,7 @@ func (s *Store) UserStats(ctx context.Context, now time.Time) (store.UserStats, 
 	if st.TotalUsers, err = s.users.CountDocuments(ctx, bson.D{}); err != nil {
 		return store.UserStats{}, fmt.Errorf("mongostore: user stats: count users: %w", wrapErr(err))
 	}
-	today := bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gte", Value: store.StartOfDayUTC(now)}}}}
+	today := bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gte", Value: store.StartOfDay(now)}}}}
 	if st.NewUsersToday, err = s.users.CountDocuments(ctx, today); err != nil {
 		return store.UserStats{}, fmt.Errorf("mongostore: user stats: count new users: %w", wrapErr(err))
 	}

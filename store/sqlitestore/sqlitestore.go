@@ -110,7 +110,7 @@ func (s *Store) UserStats(ctx context.Context, now time.Time) (store.UserStats, 
 		(SELECT count(*) FROM users),
 		(SELECT count(*) FROM users WHERE created_at >= ?),
 		(SELECT count(*) FROM last_seen WHERE last_seen_at >= ?)`,
-		store.StartOfDayUTC(now).UnixMilli(), now.Add(-24*time.Hour).UnixMilli(),
+		store.StartOfDay(now).UnixMilli(), now.Add(-24*time.Hour).UnixMilli(),
 	).Scan(&st.TotalUsers, &st.NewUsersToday, &st.ActiveUsers24h)
 	if err != nil {
 		return store.UserStats{}, fmt.Errorf("sqlitestore: user stats: %w", wrapErr(err))

@@ -118,29 +118,33 @@ func testUserStats(t *testing.T, s store.Store) {
 	}
 }
 
-// testNewUsersTodayBoundary checks that "today" starts at 00:00 UTC, not at
-// midnight of now's location.
+// testNewUsersTodayBoundary checks that "today" starts at midnight of
+// now's location (STATS_TIMEZONE): 00:00 UTC for a time in UTC, 05:00 UTC
+// for one at -05:00.
 func testNewUsersTodayBoundary(t *testing.T, s store.Store) {
 	midnight := time.Date(2025, 3, 10, 0, 0, 0, 0, time.UTC)
+	est := time.FixedZone("EST", -5*3600)
+	estMidnight := time.Date(2025, 3, 9, 0, 0, 0, 0, est) // 2025-03-09 05:00 UTC
 	mustInsertUsers(t, s, []store.User{
 		{ID: "before", CreatedAt: midnight.Add(-time.Millisecond)},
 		{ID: "at", CreatedAt: midnight},
 		{ID: "after", CreatedAt: midnight.Add(time.Millisecond)},
-		{ID: "eastern", CreatedAt: midnight.Add(-4 * time.Hour)}, // 2025-03-09 in UTC and in -05:00
+		{ID: "est-before", CreatedAt: estMidnight.Add(-time.Millisecond)},
+		{ID: "est-at", CreatedAt: estMidnight},
 	})
-	// 02:00 UTC shown at -05:00 is still 2025-03-09 there: a local-midnight
-	// computation would count "eastern" and "before" too.
-	now := midnight.Add(2 * time.Hour).In(time.FixedZone("EST", -5*3600))
-	if got := mustUserStats(t, s, now); got.NewUsersToday != 2 || got.TotalUsers != 4 {
-		t.Errorf("UserStats(%v) = %+v, want TotalUsers 4, NewUsersToday 2 (at, after)", now, got)
+	if got := mustUserStats(t, s, midnight); got.NewUsersToday != 2 || got.TotalUsers != 5 {
+		t.Errorf("UserStats(00:00 UTC) = %+v, want TotalUsers 5, NewUsersToday 2 (at, after)", got)
 	}
-	if got := mustUserStats(t, s, midnight); got.NewUsersToday != 2 {
-		t.Errorf("UserStats(00:00) NewUsersToday = %d, want 2", got.NewUsersToday)
+	// 02:00 UTC is 2025-03-09 21:00 at -05:00: today there began at
+	// 05:00 UTC the day before.
+	now := midnight.Add(2 * time.Hour).In(est)
+	if got := mustUserStats(t, s, now); got.NewUsersToday != 4 {
+		t.Errorf("UserStats(%v) NewUsersToday = %d, want 4 (all but est-before)", now, got.NewUsersToday)
 	}
-	// A minute earlier "today" is 2025-03-09, which all four were created
-	// on or after.
-	if got := mustUserStats(t, s, midnight.Add(-time.Minute)); got.NewUsersToday != 4 {
-		t.Errorf("UserStats(23:59) NewUsersToday = %d, want 4", got.NewUsersToday)
+	// A minute before midnight UTC, "today" in UTC is 2025-03-09, which
+	// all five were created on or after (est-before at 04:59 UTC).
+	if got := mustUserStats(t, s, midnight.Add(-time.Minute)); got.NewUsersToday != 5 {
+		t.Errorf("UserStats(23:59 UTC) NewUsersToday = %d, want 5", got.NewUsersToday)
 	}
 }
 
