@@ -51,7 +51,7 @@ type Options struct {
 	// users; nil means UTC.
 	Location *time.Location
 	Now      func() time.Time
-	Logger           *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Overview is GET /api/admin/dashboard/overview.
