@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/presenced/presenced/presence"
@@ -108,6 +109,18 @@ type Service struct {
 
 	streamOnce sync.Once
 	stream     *Stream
+
+	fallbacks    atomic.Int64 // online counts answered from the data store
+	staleAnswers atomic.Int64 // online counts answered from the last good value (or local counts)
+}
+
+// Fallbacks returns how many times the online count was answered from the
+// data store's fallback, and how many from the last good value marked
+// stale, because the presence store failed, was slow or was rebuilding.
+// The event streams' poller asks four times a second while a stream is
+// open, so these count answers computed, not HTTP responses.
+func (s *Service) Fallbacks() (fallback, stale int64) {
+	return s.fallbacks.Load(), s.staleAnswers.Load()
 }
 
 // New returns a Service; call Run to keep its cached figures fresh.
@@ -248,8 +261,10 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 		}
 		out.Connections = max(out.Connections, localConns, c.Connections)
 		out.Guests = max(out.Guests, localGuests, c.Guests)
+		s.fallbacks.Add(1)
 		return out, s.o.Store.Kind(), false
 	}
+	s.staleAnswers.Add(1)
 	if s.haveGood {
 		return s.lastGood, s.o.Source, true
 	}
