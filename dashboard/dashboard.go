@@ -110,6 +110,8 @@ type Service struct {
 	streamOnce sync.Once
 	stream     *Stream
 
+	statsFailing bool // the last user-stats refresh failed and was logged; Run's goroutine only
+
 	fallbacks    atomic.Int64 // online counts answered from the data store
 	staleAnswers atomic.Int64 // online counts answered from the last good value (or local counts)
 }
@@ -182,8 +184,14 @@ func (s *Service) refreshAll(ctx context.Context, withStats bool) {
 			s.stats, s.haveStats = st, true
 		}
 		s.mu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("dashboard: user stats refresh failed; serving cached values", "err", err)
+		// Said once per change, not at every refresh of an outage.
+		switch {
+		case err != nil && ctx.Err() == nil && !s.statsFailing:
+			s.statsFailing = true
+			s.log.Warn("dashboard: user stats refresh failed; serving cached values marked stale until it works", "err", err)
+		case err == nil && s.statsFailing:
+			s.statsFailing = false
+			s.log.Info("dashboard: user stats refreshed again")
 		}
 	}
 	n, err := s.o.Store.SeenSince(ctx, now.Add(-2*s.o.LastSeenInterval))

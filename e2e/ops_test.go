@@ -2,8 +2,11 @@ package e2e_test
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -250,4 +253,158 @@ func TestResyncCounted(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// cutProxy forwards TCP connections to target until Cut, which closes the
+// listener and every connection; Restore listens on the same port again.
+// It stands for a network cut between presenced and a real server.
+type cutProxy struct {
+	t      *testing.T
+	target string
+	addr   string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	p := &cutProxy{t: t, target: target}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.Cut)
+	return p
+}
+
+func (p *cutProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+		}
+	}()
+}
+
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *cutProxy) Restore() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("proxy: listen again on %s: %v", p.addr, err)
+	}
+	p.serve(ln)
+}
+
+// TestOperatorLogs reads the log of a managed node as an operator would:
+// the start line says the node, mode and where Redis and MongoDB are; a
+// data-store outage is one line when it starts and one when it ends,
+// however long it lasts; shutdown is a line per step; and no password,
+// token or secret appears anywhere.
+func TestOperatorLogs(t *testing.T) {
+	r := testenv.StartRedis(t)
+	mongo := newCutProxy(t, strings.TrimSuffix(strings.TrimPrefix(testenv.StartFerretDB(t), "mongodb://"), "/"))
+	n := StartNode(t, map[string]string{
+		"NODE_ID":     "ops-node-1",
+		"REDIS_URL":   r.URL(),
+		"MONGODB_URI": "mongodb://" + mongo.addr + "/",
+		"LOG_LEVEL":   "info",
+	})
+	n.WaitLog("Redis connected successfully", 10*time.Second)
+	start := logLine(t, n.Log(), "presenced listening")
+	for _, want := range []string{"node=ops-node-1", "mode=managed", "data_store=mongodb", "redis=redis://" + r.Addr(), "mongodb=mongodb://" + mongo.addr, "stats_timezone=UTC"} {
+		if !strings.Contains(start, want) {
+			t.Errorf("start line lacks %q: %s", want, start)
+		}
+	}
+
+	mongo.Cut()
+	n.WaitLog("data store unreachable", 15*time.Second)
+	time.Sleep(5 * time.Second) // two more pings, several last-seen flushes and stats refreshes
+	mongo.Restore()
+	n.WaitLog("data store reachable again", 15*time.Second)
+	if c := strings.Count(n.Log(), "data store unreachable"); c != 1 {
+		t.Errorf("outage said %d times, want once:\n%s", c, n.Log())
+	}
+
+	if code, _ := n.Term(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	log := n.Log()
+	steps := []string{"shutting down", "stopped accepting connections", "websocket connections closed", "http server drained", "presence share removed", "Redis connection closed", "data store closed", "shutdown complete"}
+	at := 0
+	for _, step := range steps {
+		i := strings.Index(log[at:], step)
+		if i < 0 {
+			t.Fatalf("shutdown step %q missing or out of order:\n%s", step, log)
+		}
+		if !strings.Contains(logLine(t, log[at+i:], step), "node=ops-node-1") {
+			t.Errorf("shutdown step %q without the node id", step)
+		}
+		at += i
+	}
+	for _, secret := range []string{testSecret, adminToken} {
+		if strings.Contains(log, secret) {
+			t.Errorf("the log contains the secret %q:\n%s", secret, log)
+		}
+	}
+}
+
+// TestLogsHideRedisPassword: a Redis URL's password never reaches the
+// log, even when Redis refuses it and the error is logged. (The MongoDB
+// URI goes through the same redactURL; FerretDB refuses the
+// authentication mechanisms the driver offers, so it is not shown here.)
+func TestLogsHideRedisPassword(t *testing.T) {
+	r := testenv.StartRedis(t)
+	r.Do("CONFIG", "SET", "requirepass", "the-right-one")
+	const pass = "redis-pw-9f8e7d"
+	n := StartNode(t, map[string]string{"REDIS_URL": "redis://:" + pass + "@" + r.Addr()})
+	n.WaitLog("Redis connection failed", 10*time.Second)
+	start := logLine(t, n.Log(), "presenced listening")
+	if !strings.Contains(start, "redis=redis://"+r.Addr()) {
+		t.Errorf("start line: %s", start)
+	}
+	if strings.Contains(n.Log(), pass) {
+		t.Fatalf("the log contains the Redis password:\n%s", n.Log())
+	}
+}
+
+// logLine returns the first line of log that contains substr.
+func logLine(t *testing.T, log, substr string) string {
+	t.Helper()
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, substr) {
+			return l
+		}
+	}
+	t.Fatalf("no log line with %q:\n%s", substr, log)
+	return ""
 }

@@ -53,6 +53,7 @@ type LastSeenWriter struct {
 	dropped int                  // users dropped since the last flush
 
 	refreshFailing bool // the last refresh failed; only Run's goroutine uses it
+	flushFailing   bool // the last flush failed and was logged; only Run's goroutine uses it
 }
 
 // refreshChunk bounds the users of one RefreshLastSeen call, so that a
@@ -204,6 +205,10 @@ func (w *LastSeenWriter) flush(ctx context.Context, final bool) {
 		cancel()
 	}
 	if err == nil {
+		if len(batch) > 0 && w.flushFailing {
+			w.flushFailing = false
+			w.log.Info("store: last-seen writes work again", "users", len(batch))
+		}
 		if dropped > 0 {
 			w.log.Warn("store: last-seen buffer full, users dropped", "dropped", dropped, "max_pending", w.o.MaxPending)
 		}
@@ -226,8 +231,16 @@ func (w *LastSeenWriter) flush(ctx context.Context, final bool) {
 		w.mu.Unlock()
 		return
 	}
+	if w.flushFailing {
+		// Said once per outage: the drops add up for the line that
+		// follows the first write that works.
+		w.dropped += dropped
+		w.mu.Unlock()
+		return
+	}
+	w.flushFailing = true
 	dropped += w.dropped
 	w.dropped = 0
 	w.mu.Unlock()
-	w.log.Warn("store: write last-seen times failed, retrying", "users", len(batch), "pending", pending, "dropped", dropped, "max_pending", w.o.MaxPending, "err", err)
+	w.log.Warn("store: write last-seen times failed; retrying every flush, said again when it works", "users", len(batch), "pending", pending, "dropped", dropped, "max_pending", w.o.MaxPending, "err", err)
 }

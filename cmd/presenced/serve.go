@@ -190,7 +190,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.HTTPIdleTimeout,
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
 	}, log)
-	log.Info("presenced listening", "addr", ln.Addr().String(), "mode", modeName(cfg), "data_store", ds.Kind(), "version", version)
+	log.Info("presenced listening", append([]any{"addr", ln.Addr().String()}, startAttrs(cfg, ds)...)...)
 
 	// Background loops stop when bg is cancelled, after the connections
 	// are closed.
@@ -203,6 +203,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	seenCtx, stopSeen := context.WithCancel(context.WithoutCancel(ctx))
 	seenDone := make(chan struct{})
 	go func() { defer close(seenDone); lastSeen.Run(seenCtx) }()
+	dsMon := &dataStoreMonitor{ds: ds, log: log, interval: 2 * time.Second}
+	wg.Add(1)
+	go func() { defer wg.Done(); dsMon.run(bg) }()
 	if redisMon != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); redisMon.run(bg) }()
