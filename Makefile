@@ -5,7 +5,7 @@ run:
 	go run ./cmd/presenced
 
 build:
-	go build -o presenced ./cmd/presenced
+	CGO_ENABLED=0 go build -o presenced ./cmd/presenced
 
 test:
 	scripts/test.sh
