@@ -216,7 +216,7 @@ func (s *Service) Overview(ctx context.Context) Overview {
 		OnlineConnections: c.Connections,
 		OnlineGuests:      c.Guests,
 		PeakOnlineToday:   max(c.PeakToday, c.Users),
-		TotalUsers:        st.TotalUsers,
+		TotalUsers:        max(st.TotalUsers, c.Users), // whoever is online is a user, before the next recount
 		NewUsersToday:     st.NewUsersToday,
 		ActiveUsers24h:    max(st.ActiveUsers24h, c.Users), // whoever is online now was active
 		Source:            source,
