@@ -89,7 +89,6 @@ func TestMetricsScrape(t *testing.T) {
 		"presenced_presence_resyncs_total":          dto.MetricType_COUNTER,
 		"presenced_data_store_requests_total":       dto.MetricType_COUNTER,
 		"presenced_data_store_duration_seconds":     dto.MetricType_HISTOGRAM,
-		"presenced_reaped_nodes_total":              dto.MetricType_COUNTER,
 		"go_goroutines":                             dto.MetricType_GAUGE,
 		"process_resident_memory_bytes":             dto.MetricType_GAUGE,
 	}

@@ -192,15 +192,15 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.IntVar(&o.conns, "conns", 1000, fmt.Sprintf("connections to open, at most %d", benchMaxConns))
 	fs.IntVar(&o.users, "users", 0, "distinct users u0..u{N-1}; connection i is user (offset+i) % users; 0 means one user per connection")
 	fs.IntVar(&o.offset, "offset", 0, "index of the first connection, so that several processes share one user space")
-	fs.StringVar(&o.secret, "secret", getenv("JWT_SECRET"), "HS256 secret the tokens are signed with (default $JWT_SECRET)")
+	fs.StringVar(&o.secret, "secret", getenv("JWT_SECRET"), "HS256 secret the tokens are signed with (default JWT_SECRET, else DATA_DIR/jwt_secret, as the server finds it)")
 	ips := fs.String("source-ips", "", "comma-separated local addresses to dial from, round-robin (e.g. 127.0.0.2,127.0.0.3); empty lets the kernel choose")
 	fs.IntVar(&o.concurrency, "concurrency", 200, "dials in flight at once")
 	fs.DurationVar(&o.hold, "hold", 0, "how long to hold the connections once all are up; 0 holds them until SIGINT or SIGTERM")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "limit for one dial, handshake and hello")
 	fs.StringVar(&o.transport, "transport", "ws", `"ws" for /ws, "socketio" for Socket.IO clients on the WebSocket transport (--url ws://host:port/socket.io/), "polling" for Socket.IO on HTTP long-polling (--url http://host:port/socket.io/)`)
 	fs.BoolVar(&o.poll, "poll", true, "with --transport polling: keep a GET pending once connected (false: stop polling, the server holds the session only)")
-	if err := fs.Parse(args); err != nil {
-		return o, usageError{err.Error()}
+	if err := parseFlags(fs, args); err != nil {
+		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, usageError{fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0))}
@@ -216,10 +216,15 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 		return o, usageError{"bench: --concurrency must be at least 1"}
 	case o.hold < 0 || o.timeout <= 0:
 		return o, usageError{"bench: --hold must not be negative and --timeout must be positive"}
-	case o.secret == "":
-		return o, usageError{"bench: no secret: set JWT_SECRET or pass --secret"}
 	case o.transport != "ws" && o.transport != "socketio" && o.transport != "polling":
 		return o, usageError{fmt.Sprintf("bench: --transport %q: want ws, socketio or polling", o.transport)}
+	}
+	if o.secret == "" {
+		s, err := benchSecret(getenv, stderr)
+		if err != nil {
+			return o, err
+		}
+		o.secret = s
 	}
 	if o.users == 0 {
 		o.users = o.offset + o.conns

@@ -16,8 +16,11 @@ import (
 // user info never reaches the log).
 func startAttrs(cfg config.Config, ds store.Store) []any {
 	attrs := []any{"mode", modeName(cfg), "data_store", ds.Kind()}
-	if cfg.RedisURL != "" {
+	switch cfg.RedisTopology() {
+	case "single":
 		attrs = append(attrs, "redis", redactURL(cfg.RedisURL))
+	case "cluster", "sentinel":
+		attrs = append(attrs, "redis_"+cfg.RedisTopology(), redisAddrs(cfg))
 	}
 	if cfg.MongoURI != "" {
 		attrs = append(attrs, "mongodb", redactURL(cfg.MongoURI))

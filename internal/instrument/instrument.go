@@ -78,9 +78,12 @@ func New() *Metrics {
 	}
 }
 
-// Collectors returns everything to register on /metrics.
+// Collectors returns everything to register on /metrics. The reaped-nodes
+// counter is not among them yet: the heartbeat does not report what it
+// reaped, and a counter that cannot move would tell operators "no node
+// ever died". Register it (and call Reaped) once it does.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.presenceReq, m.presenceDur, m.batchUsers, m.resyncs, m.dataReq, m.dataDur, m.reaped}
+	return []prometheus.Collector{m.presenceReq, m.presenceDur, m.batchUsers, m.resyncs, m.dataReq, m.dataDur}
 }
 
 // Reaped counts n nodes reaped by this node.
@@ -109,11 +112,25 @@ func (m *Metrics) observeData(op string, start time.Time, err error) {
 	m.dataReq.WithLabelValues(op, result).Inc()
 }
 
-// Presence returns s measured.
-func (m *Metrics) Presence(s presence.Store) presence.Store { return &presenceStore{Store: s, m: m} }
+// Presence returns s measured. The optional interfaces the Tracker looks
+// for (presence.Repairer) are kept when s has them.
+func (m *Metrics) Presence(s presence.Store) presence.Store {
+	w := &presenceStore{Store: s, m: m}
+	if r, ok := s.(presence.Repairer); ok {
+		return &repairingStore{presenceStore: w, r: r}
+	}
+	return w
+}
 
-// Reader returns r measured (the external counter, which is only read).
-func (m *Metrics) Reader(r presence.Reader) presence.Reader { return &presenceReader{Reader: r, m: m} }
+// Reader returns r measured (the external counter, which is only read),
+// keeping presence.Publisher when r has it.
+func (m *Metrics) Reader(r presence.Reader) presence.Reader {
+	w := &presenceReader{Reader: r, m: m}
+	if p, ok := r.(presence.Publisher); ok {
+		return &publishingReader{presenceReader: w, p: p}
+	}
+	return w
+}
 
 // DataStore returns s measured.
 func (m *Metrics) DataStore(s store.Store) store.Store { return &dataStore{Store: s, m: m} }
@@ -134,6 +151,34 @@ func (r *presenceReader) Nodes(ctx context.Context) ([]presence.NodeInfo, error)
 	start := time.Now()
 	n, err := r.Reader.Nodes(ctx)
 	r.m.observePresence("nodes", start, err)
+	return n, err
+}
+
+type publishingReader struct {
+	*presenceReader
+	p presence.Publisher
+}
+
+var _ presence.Publisher = (*publishingReader)(nil)
+
+func (r *publishingReader) Publish(ctx context.Context, info presence.NodeInfo) error {
+	start := time.Now()
+	err := r.p.Publish(ctx, info)
+	r.m.observePresence("publish", start, err)
+	return err
+}
+
+type repairingStore struct {
+	*presenceStore
+	r presence.Repairer
+}
+
+var _ presence.Repairer = (*repairingStore)(nil)
+
+func (s *repairingStore) Repair(ctx context.Context, node string, seq uint64, users, conns, guests int64) (int64, error) {
+	start := time.Now()
+	n, err := s.r.Repair(ctx, node, seq, users, conns, guests)
+	s.m.observePresence("repair", start, err)
 	return n, err
 }
 
