@@ -254,7 +254,7 @@ func baseSpecs() []spec {
 		},
 		{
 			name: "LAST_SEEN_INTERVAL", def: "30s",
-			desc:   "connected users' last-seen times are rewritten this often; the fallback count is users seen within two intervals; at least 1s",
+			desc:   "connected users' last-seen times are rewritten this often (those written within half an interval are skipped); the fallback count is users seen within two intervals; at least 1s",
 			parse:  durationVar(func(c *Config) *time.Duration { return &c.LastSeenInterval }, time.Second, 0),
 			format: func(c Config) string { return c.LastSeenInterval.String() },
 		},
