@@ -71,11 +71,11 @@ type Options struct {
 	// LastSeenInterval is LAST_SEEN_INTERVAL: the fallback counts users
 	// seen within two of them; zero means 30s.
 	LastSeenInterval time.Duration
+	Now              func() time.Time
+	Logger           *slog.Logger
 	// Location is STATS_TIMEZONE: its midnight starts "today" for the new
 	// users; nil means UTC.
 	Location *time.Location
-	Now      func() time.Time
-	Logger   *slog.Logger
 }
 
 // Overview is GET /api/admin/dashboard/overview. FallbackScope is set
@@ -317,6 +317,7 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 			// node's own connections as a floor.
 			u, conns, guests := s.o.Tracker.Local()
 			c.Users, c.Connections, c.Guests = max(c.Users, u), max(c.Connections, conns), max(c.Guests, guests)
+			s.staleAnswers.Add(1)
 			return c, s.o.Source, true
 		}
 		s.mu.Lock()
@@ -328,6 +329,7 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 		s.log.Debug("dashboard: presence store unavailable, using fallback", "err", err)
 	}
 	if s.o.External {
+		s.staleAnswers.Add(1)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.haveGood {

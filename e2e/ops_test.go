@@ -407,3 +407,28 @@ func logLine(t *testing.T, log, substr string) string {
 	t.Fatalf("no log line with %q:\n%s", substr, log)
 	return ""
 }
+
+// TestRedisFailureMetrics: with Redis stopped, the presence store's
+// errors and the fallback answers show on /metrics.
+func TestRedisFailureMetrics(t *testing.T) {
+	r := testenv.StartRedis(t)
+	n := StartNode(t, map[string]string{"REDIS_URL": r.URL(), "HEARTBEAT_INTERVAL": "100ms", "NODE_TTL": "1s"})
+	c := Dial(t, n, Token(t, "yan"))
+	defer c.Conn.Close()
+	r.Stop()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		o := n.Overview()
+		fams := scrape(t, n)
+		fb, _ := value(fams, "presenced_fallback_answers_total", map[string]string{"source": "data_store"})
+		hbErr, _ := value(fams, "presenced_presence_store_requests_total", map[string]string{"op": "heartbeat", "result": "error"})
+		up, _ := value(fams, "presenced_presence_store_up", nil)
+		if o.Source == "sqlite" && fb >= 1 && hbErr >= 1 && up == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("source %q, fallback answers %v, heartbeat errors %v, store up %v", o.Source, fb, hbErr, up)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
