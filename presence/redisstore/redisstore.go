@@ -138,8 +138,10 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 // routes a script by KEYS[1], and every key here shares the prefix's hash
 // tag, which by default is the slot of the online key itself.
 //
-// The day's peak (<prefix>:peak:<day>, the day in STATS_TIMEZONE) is
-// KEYS[10]. Some keys are named inside the scripts, at run time, and
+// extra are a script's own keys, after the common ones (repair's cursor
+// is KEYS[10]); the day's peak (<prefix>:peak:<day>, the day in
+// STATS_TIMEZONE, which only this side knows) always comes last, where
+// lib.lua's peak_key finds it. Some keys are named inside the scripts, at run time, and
 // cannot be listed here: when a heartbeat or a listing finds other nodes, their
 // <prefix>:node:<id> and <prefix>:nodeinfo:<id> keys. They are built from
 // the same prefix, so they hash to the same slot as KEYS[1]; Redis Cluster
@@ -147,13 +149,14 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 // running it, and these always are (a script without a shebang flag is
 // not held to its declared keys). TestOnCluster runs every script,
 // reaping included, on a real cluster.
-func (s *Store) keys(node string) []string {
+func (s *Store) keys(node string, extra ...string) []string {
 	p := s.prefix
-	return []string{
+	k := []string{
 		p + ":nodes", p + ":users", p + ":conns", p + ":guests", p + ":seq",
 		s.online, p + ":epoch", p + ":node:" + node, p + ":nodeinfo:" + node,
-		s.PeakKey(time.Now()),
 	}
+	k = append(k, extra...)
+	return append(k, s.PeakKey(time.Now()))
 }
 
 // PeakKey names the key holding the peak of t's day, the day taken in
@@ -236,7 +239,7 @@ func (s *Store) Repair(ctx context.Context, node string, seq uint64, users, conn
 	if v, ok := s.cursors.Load(node); ok {
 		cursor = v.(string)
 	}
-	keys := append(s.keys(node), s.prefix+":repair")
+	keys := s.keys(node, s.prefix+":repair")
 	res, err := s.repair.Run(ctx, s.rdb, keys, s.prefix, node, s.seq(seq), users, conns, guests, s.budget, cursor).Slice()
 	if err != nil {
 		return 0, wrap("repair", err)

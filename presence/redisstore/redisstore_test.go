@@ -468,3 +468,29 @@ func TestPeakKeyFollowsTimezone(t *testing.T) {
 		t.Fatalf("both zones wrote %s", keys[0])
 	}
 }
+
+// TestRepairLeavesThePeak: repair.lua's own key (its scan cursor) and the
+// day's peak are different KEYS; repairing never overwrites the peak.
+func TestRepairLeavesThePeak(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	s, rdb, _, _ := mustOpen(t, srv, time.Minute, time.Millisecond)
+	users := map[string]int64{}
+	for i := range 300 {
+		users[fmt.Sprintf("u%03d", i)] = 1
+	}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "n1", Seq: 1, Users: users}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.Repair(ctx(t), "n1", 1, int64(len(users)), int64(len(users)), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := s.PeakKey(time.Now())
+	if got := rdb.Get(ctx(t), key).Val(); got != "300" {
+		t.Fatalf("GET %s = %q after repairs, want 300", key, got)
+	}
+	if c, err := s.Counts(ctx(t)); err != nil || c.PeakToday != 300 {
+		t.Fatalf("Counts = %+v, %v; want PeakToday 300", c, err)
+	}
+}

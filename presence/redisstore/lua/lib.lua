@@ -16,8 +16,9 @@
 --                               rewriting shares that Redis lost
 --   KEYS[8]  <prefix>:node:<id> HASH user -> connections on this node
 --   KEYS[9]  <prefix>:nodeinfo:<id> STRING this node's load figures (JSON)
---   KEYS[10] <prefix>:peak:<day> STRING the peak of today, the day numbered
---                               by the node in STATS_TIMEZONE
+--   then a script's own keys, if any, and last of all
+--   KEYS[#KEYS] <prefix>:peak:<day> STRING the peak of today, the day
+--                               numbered by the node in STATS_TIMEZONE
 -- ARGV[1] is always the key prefix, used to name other nodes' keys when
 -- reaping them; ARGV[2] is always this node's id.
 
@@ -31,7 +32,7 @@ end
 -- peak_key is today's peak key; the caller names it, as only it knows
 -- STATS_TIMEZONE (prefix and now stay for the callers' sake).
 local function peak_key(prefix, now)
-  return KEYS[10]
+  return KEYS[#KEYS]
 end
 
 -- touch_epoch records that a node wrote now. When the data set is new and
