@@ -71,6 +71,7 @@ func TestLoadDefaults(t *testing.T) {
 		BatchMax:               1000,
 		LastSeenInterval:       30 * time.Second,
 		StatsRefresh:           10 * time.Second,
+		StatsTimezone:          time.UTC,
 		PingInterval:           25 * time.Second,
 		IdleTimeout:            60 * time.Second,
 		MaxMessageBytes:        4096,

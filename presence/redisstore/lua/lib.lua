@@ -19,6 +19,9 @@
 --   KEYS[10] <prefix>:events   STREAM online/offline transitions, fields
 --                               type (online|offline), user, at (ms); trimmed
 --                               with MAXLEN ~ EVENTS_MAXLEN
+--   then a script's own keys, if any, and last of all
+--   KEYS[#KEYS] <prefix>:peak:<day> STRING the peak of today, the day
+--                               numbered by the node in STATS_TIMEZONE
 -- ARGV[1] is always the key prefix, used to name other nodes' keys when
 -- reaping them; ARGV[2] is always this node's id.
 --
@@ -36,8 +39,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- peak_key is today's peak key; the caller names it, as only it knows
+-- STATS_TIMEZONE (prefix and now stay for the callers' sake).
 local function peak_key(prefix, now)
-  return prefix .. ':peak:' .. math.floor(now / 86400000)
+  return KEYS[#KEYS]
 end
 
 -- touch_epoch records that a node wrote now. When the data set is new and
