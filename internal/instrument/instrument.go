@@ -130,8 +130,33 @@ func (m *Metrics) Reader(r presence.Reader) presence.Reader {
 	return w
 }
 
-// DataStore returns s measured.
-func (m *Metrics) DataStore(s store.Store) store.Store { return &dataStore{Store: s, m: m} }
+// lastSeenOf is the one-user last-seen lookup some data stores have (the
+// who-is-online API looks for it).
+type lastSeenOf interface {
+	LastSeenOf(ctx context.Context, user string) (time.Time, bool, error)
+}
+
+// DataStore returns s measured, keeping its LastSeenOf lookup when s has
+// one.
+func (m *Metrics) DataStore(s store.Store) store.Store {
+	w := &dataStore{Store: s, m: m}
+	if l, ok := s.(lastSeenOf); ok {
+		return &lookupStore{dataStore: w, l: l}
+	}
+	return w
+}
+
+type lookupStore struct {
+	*dataStore
+	l lastSeenOf
+}
+
+func (s *lookupStore) LastSeenOf(ctx context.Context, user string) (time.Time, bool, error) {
+	start := time.Now()
+	at, ok, err := s.l.LastSeenOf(ctx, user)
+	s.m.observeData("last_seen_of", start, err)
+	return at, ok, err
+}
 
 type presenceReader struct {
 	presence.Reader

@@ -8,11 +8,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/presenced/presenced/httpapi"
 	"github.com/presenced/presenced/internal/instrument"
 	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/memstore"
 	"github.com/presenced/presenced/presence/redisstore"
+	"github.com/presenced/presenced/store/sqlitestore"
 )
 
 // TestKeepsOptionalInterfaces: the Tracker finds Repairer on the Redis
@@ -35,6 +37,14 @@ func TestKeepsOptionalInterfaces(t *testing.T) {
 	}
 	if _, ok := m.Presence(memstore.New(time.Minute, nil)).(presence.Repairer); ok {
 		t.Error("the measured memory store claims presence.Repairer")
+	}
+	ds, err := sqlitestore.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ds.Close(context.Background()) })
+	if _, ok := m.DataStore(ds).(httpapi.LastSeenLookup); !ok {
+		t.Error("the measured SQLite store lost LastSeenOf (the who-is-online lookup)")
 	}
 }
 
