@@ -74,7 +74,7 @@ func TestLoadDefaults(t *testing.T) {
 		StatsTimezone:          time.UTC,
 		PingInterval:           25 * time.Second,
 		IdleTimeout:            60 * time.Second,
-		MaxMessageBytes:        4096,
+		MaxMessageBytes:        32768,
 		JWTLeeway:              5 * time.Second,
 		MaxQueuedBytes:         65536,
 		PingRate:               10,

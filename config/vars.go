@@ -326,7 +326,7 @@ func baseSpecs() []spec {
 			format: func(c Config) string { return c.IdleTimeout.String() },
 		},
 		{
-			name: "WS_MAX_MESSAGE_BYTES", def: "4096",
+			name: "WS_MAX_MESSAGE_BYTES", def: "32768",
 			desc:   "largest client message accepted, 64-16777216 bytes",
 			parse:  intVar(func(c *Config) *int { return &c.MaxMessageBytes }, 64, 16<<20, "must be an integer 64-16777216"),
 			format: func(c Config) string { return strconv.Itoa(c.MaxMessageBytes) },

@@ -62,7 +62,7 @@ type Options struct {
 	// IdleTimeout closes a connection silent for that long; zero means 60s.
 	IdleTimeout time.Duration
 	// MaxMessageBytes closes a connection that sends a bigger message with
-	// 1009; zero means 4096.
+	// 1009; zero means 32768.
 	MaxMessageBytes int
 	// MaxQueuedBytes is how much the server queues for one client that
 	// does not read; beyond it the client is closed as a slow consumer.
@@ -155,7 +155,7 @@ func New(o Options) (*Gateway, error) {
 		o.IdleTimeout = 60 * time.Second
 	}
 	if o.MaxMessageBytes <= 0 {
-		o.MaxMessageBytes = 4096
+		o.MaxMessageBytes = 32768
 	}
 	if o.MaxQueuedBytes <= 0 {
 		o.MaxQueuedBytes = 64 << 10
