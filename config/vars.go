@@ -254,7 +254,7 @@ func baseSpecs() []spec {
 		},
 		{
 			name: "LAST_SEEN_INTERVAL", def: "30s",
-			desc:   "connected users' last-seen times are rewritten this often; the fallback count is users seen within two intervals; at least 1s",
+			desc:   "connected users' last-seen times are rewritten this often (those written within half an interval are skipped); the fallback count is users seen within two intervals; at least 1s",
 			parse:  durationVar(func(c *Config) *time.Duration { return &c.LastSeenInterval }, time.Second, 0),
 			format: func(c Config) string { return c.LastSeenInterval.String() },
 		},
@@ -263,6 +263,19 @@ func baseSpecs() []spec {
 			desc:   "how often cached data-store totals are refreshed, at least 10ms",
 			parse:  durationVar(func(c *Config) *time.Duration { return &c.StatsRefresh }, 10*time.Millisecond, 0),
 			format: func(c Config) string { return c.StatsRefresh.String() },
+		},
+		{
+			name: "STATS_TIMEZONE", def: "UTC",
+			desc: `IANA time zone, e.g. Europe/Berlin, whose midnight starts "today" for peakOnlineToday and newUsersToday; every node must use the same`,
+			parse: func(c *Config, v string) string {
+				loc, err := time.LoadLocation(v)
+				if err != nil || v == "" || v == "Local" {
+					return "must be an IANA time zone name such as UTC or Europe/Berlin"
+				}
+				c.StatsTimezone = loc
+				return ""
+			},
+			format: func(c Config) string { return c.StatsTimezone.String() },
 		},
 		{
 			name: "ALLOW_ANONYMOUS", def: "false",
@@ -313,7 +326,7 @@ func baseSpecs() []spec {
 			format: func(c Config) string { return c.IdleTimeout.String() },
 		},
 		{
-			name: "WS_MAX_MESSAGE_BYTES", def: "4096",
+			name: "WS_MAX_MESSAGE_BYTES", def: "32768",
 			desc:   "largest client message accepted, 64-16777216 bytes",
 			parse:  intVar(func(c *Config) *int { return &c.MaxMessageBytes }, 64, 16<<20, "must be an integer 64-16777216"),
 			format: func(c Config) string { return strconv.Itoa(c.MaxMessageBytes) },

@@ -62,7 +62,7 @@ type Options struct {
 	// IdleTimeout closes a connection silent for that long; zero means 60s.
 	IdleTimeout time.Duration
 	// MaxMessageBytes closes a connection that sends a bigger message with
-	// 1009; zero means 4096.
+	// 1009; zero means 32768.
 	MaxMessageBytes int
 	// MaxQueuedBytes is how much the server queues for one client that
 	// does not read; beyond it the client is closed as a slow consumer.
@@ -123,6 +123,13 @@ type Stats struct {
 	ProtocolErrors atomic.Int64 // connections closed for an RFC 6455 violation (1002, 1007, 1009)
 	PolicyCloses   atomic.Int64 // connections closed for a bad message or too many pings (1008)
 	SlowConsumers  atomic.Int64 // connections closed because too much was queued for them
+
+	Connects     ByTransport  // connections counted in the Tracker (Socket.IO: CONNECTs)
+	Disconnects  ByTransport  // counted connections that ended
+	Unauthorized ByTransport  // RefusedAuth by transport
+	RateLimited  ByTransport  // RefusedLimit by transport
+	AuthMissing  atomic.Int64 // RefusedAuth without a token
+	AuthInvalid  atomic.Int64 // RefusedAuth with a token that did not verify
 }
 
 // Stats returns the gateway's counters.
@@ -148,7 +155,7 @@ func New(o Options) (*Gateway, error) {
 		o.IdleTimeout = 60 * time.Second
 	}
 	if o.MaxMessageBytes <= 0 {
-		o.MaxMessageBytes = 4096
+		o.MaxMessageBytes = 32768
 	}
 	if o.MaxQueuedBytes <= 0 {
 		o.MaxQueuedBytes = 64 << 10
@@ -197,14 +204,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	addr, ok := g.admit(w, r)
+	addr, ok := g.admit(w, r, TransportWebSocket)
 	if !ok {
 		return
 	}
 	token, subprotocol := auth.UserToken(r)
 	user, err := g.authenticate(r.Context(), token)
 	if err != nil {
-		g.stats.RefusedAuth.Add(1)
+		g.stats.refusedAuth(TransportWebSocket, token)
 		// A bad token is worth a warning, once per address and minute
 		// (anyone can send them fast); a missing one only at debug.
 		if token != "" && g.badAuth.Fail(addr) == 1 {
@@ -216,7 +223,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "missing or invalid token")
 		return
 	}
-	ip, ok := g.reserveFor(w, addr)
+	ip, ok := g.reserveFor(w, addr, TransportWebSocket)
 	if !ok {
 		return
 	}
@@ -249,14 +256,14 @@ func checkHandshake(w http.ResponseWriter, r *http.Request) (string, bool) {
 
 // admit checks a new connection's origin and the connect rate of its
 // client address, which it returns; otherwise it has answered.
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (netip.Addr, bool) {
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, transport string) (netip.Addr, bool) {
 	if !g.checkOrigin(r) {
 		writeError(w, http.StatusForbidden, "origin not allowed")
 		return netip.Addr{}, false
 	}
 	addr := g.o.ClientIP.Addr(r)
 	if g.connect != nil && !g.connect.Allow(addr) {
-		g.stats.RefusedLimit.Add(1)
+		g.stats.refusedLimit(transport)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "too many connection attempts from this address")
 		return netip.Addr{}, false
@@ -267,14 +274,14 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (netip.Addr, boo
 // reserveFor counts a new connection from addr against MaxConnsPerIP and
 // the shutdown; it returns the address to unreserve when the connection
 // ends (the zero Addr without a cap), or false having answered.
-func (g *Gateway) reserveFor(w http.ResponseWriter, addr netip.Addr) (netip.Addr, bool) {
+func (g *Gateway) reserveFor(w http.ResponseWriter, addr netip.Addr, transport string) (netip.Addr, bool) {
 	var ip netip.Addr
 	if g.o.MaxConnsPerIP > 0 {
 		ip = addr
 	}
 	if status, msg := g.reserve(ip); status != 0 {
 		if status == http.StatusTooManyRequests {
-			g.stats.RefusedLimit.Add(1)
+			g.stats.refusedLimit(transport)
 		}
 		writeError(w, status, msg)
 		return netip.Addr{}, false
@@ -320,6 +327,7 @@ func (g *Gateway) upgrade(w http.ResponseWriter, c *client, key, subprotocol str
 		return nil, false
 	}
 	counted := g.o.Tracker.Connect(c.user)
+	g.stats.Connects.add(TransportWebSocket)
 	if err := g.loop.adopt(c, buffered); err != nil {
 		g.log.Warn("ws: connection lost in the hand-off to the event loop", "err", err)
 		c.onClosed() // once only: the loop may have run it already
@@ -489,6 +497,7 @@ func (c *client) onClosed() {
 			c.g.o.Watch.Unwatch(c)
 		}
 		c.g.o.Tracker.Disconnect(c.user)
+		c.g.stats.Disconnects.add(TransportWebSocket)
 	}
 }
 

@@ -182,12 +182,12 @@ func eioError(w http.ResponseWriter, status, code int, msg string) {
 // admit applies the gateway's checks for a new session: origin, connect
 // rate and per-address cap. It returns the reserved address, or false
 // having answered.
-func (s *sio) admit(w http.ResponseWriter, r *http.Request) (netip.Addr, bool) {
-	addr, ok := s.g.admit(w, r)
+func (s *sio) admit(w http.ResponseWriter, r *http.Request, transport string) (netip.Addr, bool) {
+	addr, ok := s.g.admit(w, r, transport)
 	if !ok {
 		return netip.Addr{}, false
 	}
-	return s.g.reserveFor(w, addr)
+	return s.g.reserveFor(w, addr, transport)
 }
 
 // newSession registers a session; nc is its WebSocket (nil for polling).
@@ -223,7 +223,7 @@ func (s *sio) openPacket(sid string, upgrades []string) []byte {
 }
 
 func (s *sio) openPolling(w http.ResponseWriter, r *http.Request) {
-	ip, ok := s.admit(w, r)
+	ip, ok := s.admit(w, r, TransportSocketIOPolling)
 	if !ok {
 		return
 	}
@@ -374,7 +374,7 @@ func (s *sio) openWebSocket(w http.ResponseWriter, r *http.Request, sid string) 
 		s.upgrade(w, r, sid, key)
 		return
 	}
-	ip, ok := s.admit(w, r)
+	ip, ok := s.admit(w, r, TransportSocketIOWebSocket)
 	if !ok {
 		return
 	}
@@ -592,7 +592,10 @@ func (ss *sioSession) connect(sp sioproto.SPacket, onWS bool) bool {
 	go func() {
 		user, err := g.authenticate(context.Background(), token)
 		if err != nil {
-			g.stats.RefusedAuth.Add(1)
+			ss.mu.Lock()
+			ws := ss.state == stateWebSocket
+			ss.mu.Unlock()
+			g.stats.refusedAuth(sioTransport(ws), token)
 			msg := "invalid token"
 			if token == "" {
 				msg = "authentication required: pass auth.token"
@@ -612,6 +615,7 @@ func (ss *sioSession) connect(sp sioproto.SPacket, onWS bool) bool {
 		// either sees it connected (and disconnects it) or stops it above.
 		ss.pending, ss.connected, ss.user = false, true, user
 		counted := g.o.Tracker.Connect(user)
+		g.stats.Connects.add(sioTransport(ss.state == stateWebSocket))
 		ss.mu.Unlock()
 		g.awaitCounted(counted)
 		b := make([]byte, 15)
@@ -883,6 +887,7 @@ func (ss *sioSession) closeState(why string) {
 	}
 	if connected {
 		s.g.o.Tracker.Disconnect(user)
+		s.g.stats.Disconnects.add(sioTransport(prev == stateWebSocket))
 	}
 	ss.poke()
 	s.log.Debug("socket.io: session closed", "sid", ss.sid, "why", why)

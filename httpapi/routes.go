@@ -9,7 +9,7 @@ func addRoutes(mux *http.ServeMux, d Deps, guard *adminGuard) {
 	admin := guard.wrap
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d.Dashboard))
-	mux.Handle("GET /metrics", handleMetrics(d.Metrics))
+	mux.Handle("GET /metrics", handleMetrics(d.Metrics, d.Collectors))
 
 	mux.Handle("GET /api/admin/dashboard/overview", admin(handleOverview(d.Dashboard)))
 	mux.Handle("GET /api/admin/dashboard/server-load", admin(handleServerLoad(d.Dashboard)))

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/presenced/presenced/dashboard"
 	"github.com/presenced/presenced/internal/clientip"
 	"github.com/presenced/presenced/internal/ratelimit"
@@ -33,6 +35,9 @@ type Deps struct {
 	SocketIOPath string
 	// Metrics are the gauges served on /metrics.
 	Metrics []Gauge
+	// Collectors are served on /metrics beside Metrics: histograms and
+	// labelled counters updated by the code that measures.
+	Collectors []prometheus.Collector
 	// CORSOrigins lists origins allowed to call the admin API from a
 	// browser; empty sends no CORS headers, "*" allows any origin without
 	// credentials.

@@ -70,7 +70,7 @@ type Counts struct {
 	Users       int64 // unique online users (the online_users key)
 	Connections int64 // all live connections, guests included
 	Guests      int64 // anonymous connections
-	PeakToday   int64 // highest Users seen today (UTC)
+	PeakToday   int64 // highest Users seen today (from midnight in STATS_TIMEZONE)
 
 	// Partial is true while the store is being rebuilt after it lost
 	// data: some nodes may not have rewritten their share yet, so Users
@@ -184,4 +184,12 @@ type Repairer interface {
 	// the shares, fixing what differs. It returns how many users it
 	// fixed.
 	Repair(ctx context.Context, node string, seq uint64, users, conns, guests int64) (fixed int64, err error)
+}
+
+// DayNumber numbers t's calendar day in t's location: days from
+// 1970-01-01 to that date. Peaks of the day are kept per DayNumber, so
+// the zone of t decides when "today" starts; for UTC it is Unix/86400.
+func DayNumber(t time.Time) int64 {
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400
 }

@@ -22,7 +22,7 @@ type Store struct {
 	nodes map[string]*node
 	users map[string]int64 // user -> connections on all live nodes
 	peak  int64
-	day   int64 // day number of peak (UTC)
+	day   int64 // presence.DayNumber of the peak's day
 
 	log events // online/offline transitions
 
@@ -42,13 +42,14 @@ type node struct {
 var _ presence.Store = (*Store)(nil)
 
 // New returns an empty Store whose heartbeats grant leases of ttl (zero
-// means 6s). now is the clock; nil means time.Now.
+// means 6s). now is the clock, in the zone whose midnight starts a new
+// day's peak (STATS_TIMEZONE); nil means time.Now in UTC.
 func New(ttl time.Duration, now func() time.Time) *Store {
 	if ttl == 0 {
 		ttl = 6 * time.Second
 	}
 	if now == nil {
-		now = time.Now
+		now = func() time.Time { return time.Now().UTC() }
 	}
 	return &Store{ttl: ttl, now: now, nodes: make(map[string]*node), users: make(map[string]int64), log: newEvents(eventsMax)}
 }
@@ -215,8 +216,10 @@ func (s *Store) publish() int64 {
 	return online
 }
 
+// rollDay starts a new peak when the day of now (in now's location, which
+// serve sets to STATS_TIMEZONE) has changed.
 func (s *Store) rollDay() {
-	if day := s.now().UTC().Unix() / 86400; day != s.day {
+	if day := presence.DayNumber(s.now()); day != s.day {
 		s.day, s.peak = day, int64(len(s.users))
 	}
 }

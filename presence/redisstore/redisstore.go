@@ -53,6 +53,9 @@ type Options struct {
 	// with XADD MAXLEN ~ (so it may hold a little more); zero means
 	// 100000.
 	EventsMaxLen int64
+	// Location is STATS_TIMEZONE: the day's peak is kept under a key per
+	// calendar day in it; nil means UTC. Every node must use the same.
+	Location *time.Location
 	// Token identifies this process in the leases it takes; zero means a
 	// random one. Two processes that use one node id have different
 	// tokens, so the second is refused (presence.ErrNodeTaken) while the
@@ -82,6 +85,7 @@ type Store struct {
 	ttl    time.Duration
 	window time.Duration
 	events string // the events stream
+	loc    *time.Location
 	token  string
 
 	apply, sync, heartbeat, leave, counts, nodes *redis.Script
@@ -115,6 +119,9 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.EventsMaxLen <= 0 {
 		o.EventsMaxLen = 100000
 	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
 	if o.NodeTTL < time.Millisecond {
 		return nil, fmt.Errorf("redisstore: node TTL %v too short", o.NodeTTL)
 	}
@@ -141,7 +148,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = o.NodeTTL / 4
 	}
-	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, token: o.Token,
+	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, loc: o.Location, token: o.Token,
 		budget: int64(o.RepairBudget), chunk: o.Budget, callTimeout: o.CallTimeout, events: o.Prefix + ":events"}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
@@ -177,24 +184,34 @@ const (
 // routes a script by KEYS[1], and every key here shares the prefix's hash
 // tag, which by default is the slot of the online key itself.
 //
-// Some keys are named inside the scripts, at run time, and cannot be
-// listed here: the day's peak (<prefix>:peak:<day>, the day from Redis's
-// clock), and, when a heartbeat or a listing finds other nodes, their
-// <prefix>:node:<id>, <prefix>:old:<id>, <prefix>:nodeinfo:<id> keys and
-// the shares being reaped (<prefix>:reap:<id>:s and :o). They are built from
+// extra are a script's own keys, after the common ones; the day's peak
+// (<prefix>:peak:<day>, the day in STATS_TIMEZONE, which only this side
+// knows) always comes last, where lib.lua's peak_key finds it. Some keys
+// are named inside the scripts, at run time, and cannot be listed here:
+// when a heartbeat or a listing finds other nodes, their <prefix>:node:<id>,
+// <prefix>:old:<id> and <prefix>:nodeinfo:<id> keys, and the shares being
+// reaped (<prefix>:reap:<id>:s and :o). They are built from
 // the same prefix, so they hash to the same slot as KEYS[1]; Redis Cluster
 // serves a script's undeclared keys when they are in a slot of the node
 // running it, and these always are (a script without a shebang flag is
 // not held to its declared keys). TestOnCluster runs every script,
 // reaping included, on a real cluster.
-func (s *Store) keys(node string) []string {
+func (s *Store) keys(node string, extra ...string) []string {
 	p := s.prefix
-	return []string{
+	k := []string{
 		p + ":nodes", p + ":users", p + ":conns", p + ":guests", p + ":seq",
 		s.online, p + ":epoch", p + ":node:" + node, p + ":nodeinfo:" + node,
 		s.events,
 		p + ":old:" + node, p + ":rewrite", p + ":reaping", p + ":repair",
 	}
+	k = append(k, extra...)
+	return append(k, s.PeakKey(time.Now()))
+}
+
+// PeakKey names the key holding the peak of t's day, the day taken in
+// Options.Location: <prefix>:peak:<days since 1970-01-01>.
+func (s *Store) PeakKey(t time.Time) string {
+	return s.prefix + ":peak:" + strconv.FormatInt(presence.DayNumber(t.In(s.loc)), 10)
 }
 
 // seq is how a node's sequence is stored: "<n>:<token>". The token makes
@@ -616,6 +633,7 @@ type External struct {
 	key    string
 	prefix string
 	ttl    time.Duration
+	loc    *time.Location
 
 	beat, peak, nodes *redis.Script
 }
@@ -633,6 +651,9 @@ type ExternalOptions struct {
 	// NodeTTL is how long a node's published load figures count; zero
 	// means 6s.
 	NodeTTL time.Duration
+	// Location is STATS_TIMEZONE, whose midnight starts the day's peak;
+	// nil means UTC.
+	Location *time.Location
 }
 
 // NewExternal returns a reader of the counter o.Key.
@@ -646,7 +667,10 @@ func NewExternal(rdb redis.UniversalClient, o ExternalOptions) *External {
 	if o.NodeTTL <= 0 {
 		o.NodeTTL = 6 * time.Second
 	}
-	e := &External{rdb: rdb, key: o.Key, prefix: o.Prefix, ttl: o.NodeTTL}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	e := &External{rdb: rdb, key: o.Key, prefix: o.Prefix, ttl: o.NodeTTL, loc: o.Location}
 	e.beat, e.peak, e.nodes = mustScript("ext_beat"), mustScript("ext_peak"), mustScript("nodes")
 	return e
 }
@@ -668,7 +692,8 @@ func mustScript(name string) *redis.Script {
 // Counts implements presence.Reader: Users is the counter (a negative
 // value, from an INCR/DECR counter that drifted, is reported as 0);
 // Connections and Guests are the sums of every live node's published load
-// figures; PeakToday is the highest count presenced has read today (UTC).
+// figures; PeakToday is the highest count presenced has read today (from
+// midnight in Location).
 // Only the counter's read can fail it.
 func (e *External) Counts(ctx context.Context) (presence.Counts, error) {
 	n, err := e.rdb.Get(ctx, e.key).Int64()
@@ -679,7 +704,7 @@ func (e *External) Counts(ctx context.Context) (presence.Counts, error) {
 		return presence.Counts{}, fmt.Errorf("redisstore: get %s: %w", e.key, err)
 	}
 	c := presence.Counts{Users: max(n, 0), PeakToday: max(n, 0)}
-	day := time.Now().UTC().UnixMilli() / 86400000
+	day := presence.DayNumber(time.Now().In(e.loc))
 	if peak, err := e.peak.Run(ctx, e.rdb, []string{e.prefix + ":peak:" + strconv.FormatInt(day, 10)}, e.prefix, c.Users).Int64(); err == nil {
 		c.PeakToday = max(peak, c.Users)
 	}

@@ -448,3 +448,77 @@ func streamKinds(t *testing.T, rdb *redis.Client, stream string, skip int) map[s
 	}
 	return out
 }
+
+// TestPeakKeyFollowsTimezone: the day's peak is kept under the day number
+// of STATS_TIMEZONE. Zones 26 hours apart never share a calendar day, so
+// two stores with them write two different peak keys, each the one its
+// PeakKey names.
+func TestPeakKeyFollowsTimezone(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	var keys []string
+	for i, zone := range []string{"Etc/GMT-14", "Etc/GMT+12"} {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefix := "{tz}"
+		s, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OnlineKey: "{tz}online", NodeTTL: time.Minute, Location: loc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := fmt.Sprintf("n%d", i)
+		users := map[string]int64{}
+		for u := range 3 + i {
+			users[fmt.Sprint(node, u)] = 1
+		}
+		if _, err := s.Sync(ctx(t), presence.Share{Node: node, Seq: 1, Users: users}); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		key := s.PeakKey(now)
+		want := fmt.Sprintf("%s:peak:%d", prefix, presence.DayNumber(now.In(loc)))
+		if key != want {
+			t.Fatalf("PeakKey in %s = %q, want %q", zone, key, want)
+		}
+		c, err := s.Counts(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		peak, err := rdb.Get(ctx(t), key).Int64()
+		if err != nil || peak != c.PeakToday || peak < int64(len(users)) {
+			t.Fatalf("GET %s = %d, %v; Counts.PeakToday %d; want at least %d", key, peak, err, c.PeakToday, len(users))
+		}
+		keys = append(keys, key)
+	}
+	if keys[0] == keys[1] {
+		t.Fatalf("both zones wrote %s", keys[0])
+	}
+}
+
+// TestRepairLeavesThePeak: repair.lua's own key (its scan cursor) and the
+// day's peak are different KEYS; repairing never overwrites the peak.
+func TestRepairLeavesThePeak(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	s, rdb, _, _ := mustOpen(t, srv, time.Minute, time.Millisecond)
+	users := map[string]int64{}
+	for i := range 300 {
+		users[fmt.Sprintf("u%03d", i)] = 1
+	}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "n1", Seq: 1, Users: users}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.Repair(ctx(t), "n1", 1, int64(len(users)), int64(len(users)), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := s.PeakKey(time.Now())
+	if got := rdb.Get(ctx(t), key).Val(); got != "300" {
+		t.Fatalf("GET %s = %q after repairs, want 300", key, got)
+	}
+	if c, err := s.Counts(ctx(t)); err != nil || c.PeakToday != 300 {
+		t.Fatalf("Counts = %+v, %v; want PeakToday 300", c, err)
+	}
+}

@@ -29,6 +29,13 @@
 --                   <scan cursor>:<node>" of each share being reaped; the share
 --                   is in <prefix>:reap:<id>:s and its unreplaced part in
 --                   <prefix>:reap:<id>:o
+--   KEYS[K_REPAIR]  <prefix>:repair   STRING repair.lua's shared scan cursor
+--   then a script's own keys, if any, and last of all
+--   KEYS[#KEYS] <prefix>:peak:<day> STRING the peak of today, the day
+--                               numbered by the node in STATS_TIMEZONE
+-- ARGV[1] is always the key prefix, used to name other nodes' keys when
+-- reaping them; ARGV[2] is always this node's id.
+--
 -- The K_* indexes, RECOVERY_MS (the recovery window), BUDGET (hash
 -- entries one call may change) and EVENTS_MAXLEN are set by the Go side in
 -- lines put before this file.
@@ -52,8 +59,6 @@
 -- is a count some moment could have had; a rewrite mixes the node's old
 -- share (what Redis believed) with its new one, so while any is in progress
 -- Counts is Partial and the day's peak is not raised.
--- ARGV[1] is always the key prefix, used to name other nodes' keys when
--- reaping them; ARGV[2] is always this node's id.
 
 local PEAK_TTL = 172800 -- peak-of-day keys live two days
 
@@ -62,8 +67,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- peak_key is today's peak key; the caller names it, as only it knows
+-- STATS_TIMEZONE (prefix and now stay for the callers' sake).
 local function peak_key(prefix, now)
-  return prefix .. ':peak:' .. math.floor(now / 86400000)
+  return KEYS[#KEYS]
 end
 
 -- touch_epoch records that a node wrote now. A new data set is marked as
@@ -226,13 +233,18 @@ local function publish(prefix, now)
   return online
 end
 
+-- peak_day is the number of today's peak key (<prefix>:peak:<day>).
+local function peak_day(prefix, now)
+  return tonumber(string.match(peak_key(prefix, now), ':(%d+)$') or '-1')
+end
+
 -- restore_peak puts back a day's peak a node remembers ("<day>:<peak>", as
 -- peak_of returned it) when the stored one is lower: after data loss the
 -- day's peak is rebuilt from what the nodes saw. A memory of another day
 -- is ignored.
 local function restore_peak(prefix, now, memory)
   local day, peak = string.match(memory or '', '^(%d+):(%d+)$')
-  if day and tonumber(day) == math.floor(now / 86400000) then
+  if day and tonumber(day) == peak_day(prefix, now) then
     local pk = peak_key(prefix, now)
     if tonumber(peak) > tonumber(redis.call('GET', pk) or '0') then
       redis.call('SET', pk, peak, 'EX', PEAK_TTL)
@@ -242,7 +254,7 @@ end
 
 -- peak_of returns today's peak as "<day>:<peak>", for the node to remember.
 local function peak_of(prefix, now)
-  return math.floor(now / 86400000) .. ':' .. (redis.call('GET', peak_key(prefix, now)) or '0')
+  return peak_day(prefix, now) .. ':' .. (redis.call('GET', peak_key(prefix, now)) or '0')
 end
 
 -- lease_owner returns the process token of a stored sequence
