@@ -42,6 +42,11 @@ type Options struct {
 	LocalNode func() presence.NodeInfo
 	// ReadBudget caps the wait for the presence store; zero means 150ms.
 	ReadBudget time.Duration
+	// CountsMaxAge is how long counts read from the presence store are
+	// shared by later requests of this node (one read in flight at a time
+	// serves every request waiting for it); zero reads for every request.
+	// A write by Tracker drops them at once.
+	CountsMaxAge time.Duration
 	// StatsRefresh is how often user totals are recounted; zero means 10s.
 	StatsRefresh time.Duration
 	// LastSeenInterval is LAST_SEEN_INTERVAL: the fallback counts users
@@ -102,6 +107,7 @@ type Service struct {
 	haveFall  bool
 	refresh   chan struct{}
 	filled    chan struct{} // closed after the first refresh
+	cache     countsCache
 
 	streamOnce sync.Once
 	stream     *Stream
@@ -210,12 +216,68 @@ func (s *Service) waitFilled(ctx context.Context) {
 	}
 }
 
+// countsCache holds the last counts read from the presence store (see
+// Options.CountsMaxAge). Its fields are guarded by Service.mu.
+type countsCache struct {
+	c        presence.Counts
+	err      error
+	at       time.Time // when the read started
+	writes   uint64    // Tracker.Writes when the read started
+	ok       bool
+	inflight chan struct{} // closed when the read in flight ends
+}
+
+// counts reads the presence store within the budget, or answers from the
+// cache when its counts are young enough and this node has written
+// nothing since.
+func (s *Service) counts(ctx context.Context) (presence.Counts, error) {
+	if s.o.CountsMaxAge <= 0 {
+		rctx, cancel := context.WithTimeout(ctx, s.o.ReadBudget)
+		defer cancel()
+		return s.o.Presence.Counts(rctx)
+	}
+	for {
+		var writes uint64
+		if s.o.Tracker != nil {
+			writes = s.o.Tracker.Writes()
+		}
+		now := time.Now()
+		s.mu.Lock()
+		cc := &s.cache
+		if cc.ok && cc.writes == writes && now.Sub(cc.at) < s.o.CountsMaxAge {
+			c, err := cc.c, cc.err
+			s.mu.Unlock()
+			return c, err
+		}
+		if ch := cc.inflight; ch != nil {
+			s.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return presence.Counts{}, ctx.Err()
+			}
+		}
+		ch := make(chan struct{})
+		cc.inflight = ch
+		s.mu.Unlock()
+		// The read serves every request waiting on it: one request
+		// going away must not cancel it.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.ReadBudget)
+		c, err := s.o.Presence.Counts(rctx)
+		cancel()
+		s.mu.Lock()
+		*cc = countsCache{c: c, err: err, at: now, writes: writes, ok: true}
+		close(ch)
+		s.mu.Unlock()
+		return c, err
+	}
+}
+
 // online reads the counts from the presence store within the budget, or
 // falls back.
 func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
-	rctx, cancel := context.WithTimeout(ctx, s.o.ReadBudget)
-	c, err := s.o.Presence.Counts(rctx)
-	cancel()
+	c, err := s.counts(ctx)
 	if err == nil && !c.Partial {
 		s.mu.Lock()
 		s.lastGood, s.haveGood = c, true
