@@ -84,7 +84,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 
 die() { echo "compare: $*" >&2; exit 1; }
 say() { echo "compare: $*" >&2; }
