@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
 	"net"
-	"net/http"
 	"net/url"
 	"runtime"
 	"slices"
@@ -18,8 +16,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/presenced/presenced/auth"
 )
@@ -199,15 +195,15 @@ func runBenchConn(ctx context.Context, args []string, getenv func(string) string
 		dialing sync.WaitGroup // connections not yet up or failed
 		reading sync.WaitGroup // reader goroutines
 	)
-	// open dials connection i into its slot; the churn reopens slots.
-	open := func(i int, token string, st *benchStats) {
+	// open dials connection i into its slot; the churn reopens slots,
+	// and learns through placed that slot i holds its new connection.
+	open := func(i int, token string, st *benchStats, placed func()) {
 		defer reading.Done()
-		var bc *benchConn
-		c, err := benchDial(ctx, o, target, token, o.sourceIPs, i, st)
-		if err == nil {
-			bc = &benchConn{c: c}
-		}
+		bc, _ := benchDial(ctx, o, target, token, o.sourceIPs, i, st)
 		conns[i] = bc
+		if placed != nil {
+			placed()
+		}
 		<-sem
 		dialing.Done()
 		if bc != nil {
@@ -229,7 +225,7 @@ func runBenchConn(ctx context.Context, args []string, getenv func(string) string
 		}
 		dialing.Add(1)
 		reading.Add(1)
-		go open(i, tokens[i%len(tokens)], st)
+		go open(i, tokens[i%len(tokens)], st, nil)
 	}
 	dialing.Wait()
 	elapsed := time.Since(start)
@@ -241,11 +237,11 @@ func runBenchConn(ctx context.Context, args []string, getenv func(string) string
 		if ch == nil {
 			return
 		}
-		churn(ctx, o, conns, ch, func(i int, token string) {
+		churn(ctx, o, conns, ch, func(i int, token string, placed func()) {
 			sem <- struct{}{}
 			dialing.Add(1)
 			reading.Add(1)
-			go open(i, token, ch.st)
+			go open(i, token, ch.st, placed)
 		}, dialing.Wait)
 		printChurn(stdout, o, ch)
 	})
@@ -273,21 +269,6 @@ func runBenchConn(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("bench: %d of %d connections failed (over 1%%)", st.failed.Load(), o.conns)
 	}
 	return nil
-}
-
-// benchConn is one held connection.
-type benchConn struct {
-	c       *websocket.Conn
-	closing atomic.Bool // we close it (churn): its end is not a drop
-}
-
-// close sends a close frame, then closes the socket, so that the server
-// sees a normal close rather than a reset.
-func (bc *benchConn) close(deadline time.Time) {
-	bc.closing.Store(true)
-	_ = bc.c.WriteControl(websocket.CloseMessage,
-		websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bench done"), deadline)
-	_ = bc.c.Close()
 }
 
 // pace sleeps until t (or ctx is done).
@@ -411,127 +392,6 @@ func userID(o benchOptions, i int) string {
 	return fmt.Sprintf("u%d", (o.offset+i)%o.users)
 }
 
-// benchDial opens connection i and waits for its hello. It records the
-// outcome in st.
-func benchDial(ctx context.Context, o benchOptions, target *url.URL, token string, ips []net.IP, i int, st *benchStats) (*websocket.Conn, error) {
-	nd := &net.Dialer{Timeout: o.timeout}
-	if len(ips) > 0 {
-		nd.LocalAddr = &net.TCPAddr{IP: ips[i%len(ips)]}
-		nd.Control = bindNoPort
-	}
-	d := websocket.Dialer{
-		NetDialContext:   nd.DialContext,
-		HandshakeTimeout: o.timeout,
-		ReadBufferSize:   256,
-		WriteBufferSize:  256,
-		WriteBufferPool:  benchWritePool,
-	}
-	t0 := time.Now()
-	dctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	h := http.Header{"Authorization": {"Bearer " + token}}
-	u := target.String()
-	if o.transport == "socketio" {
-		h = nil // Socket.IO authenticates in its CONNECT packet
-		q := target.Query()
-		q.Set("EIO", "4")
-		q.Set("transport", "websocket")
-		t := *target
-		t.RawQuery = q.Encode()
-		u = t.String()
-	}
-	c, resp, err := d.DialContext(dctx, u, h)
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
-	if err != nil {
-		if resp != nil {
-			err = fmt.Errorf("handshake: HTTP %d", resp.StatusCode)
-		}
-		st.fail(err, 1)
-		return nil, err
-	}
-	_ = c.SetReadDeadline(t0.Add(o.timeout))
-	if o.transport == "socketio" {
-		if err := sioConnect(c, token); err != nil {
-			c.Close()
-			st.fail(err, 1)
-			return nil, err
-		}
-	} else if _, _, err := c.NextReader(); err != nil {
-		c.Close()
-		st.fail(fmt.Errorf("no hello: %w", err), 1)
-		return nil, err
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	st.ok(time.Since(t0))
-	return c, nil
-}
-
-// benchWritePool shares write buffers between connections: they write
-// only pongs and the final close.
-var benchWritePool = &sync.Pool{}
-
-// sioConnect reads the Engine.IO open packet, sends a Socket.IO CONNECT
-// with the token and waits for the CONNECT answer (answering pings).
-func sioConnect(c *websocket.Conn, token string) error {
-	_, open, err := c.ReadMessage()
-	if err != nil || len(open) == 0 || open[0] != '0' {
-		return fmt.Errorf("no Engine.IO open packet: %v", err)
-	}
-	b, _ := json.Marshal(map[string]string{"token": token})
-	if err := c.WriteMessage(websocket.TextMessage, append([]byte("40"), b...)); err != nil {
-		return fmt.Errorf("send CONNECT: %w", err)
-	}
-	for {
-		_, m, err := c.ReadMessage()
-		switch {
-		case err != nil:
-			return fmt.Errorf("no CONNECT answer: %w", err)
-		case string(m) == "2":
-			_ = c.WriteMessage(websocket.TextMessage, []byte("3"))
-		case strings.HasPrefix(string(m), "40"):
-			return nil
-		case strings.HasPrefix(string(m), "44"):
-			return fmt.Errorf("CONNECT_ERROR %s", m[2:])
-		}
-	}
-}
-
-// benchRead reads and discards messages until the connection closes;
-// gorilla answers the server's pings from inside NextReader, and with sio
-// the Engine.IO pings ("2") are answered ("3").
-func benchRead(bc *benchConn, st *benchStats, sio bool) {
-	c := bc.c
-	c.SetPingHandler(func(data string) error {
-		st.pings.Add(1)
-		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
-	})
-	for {
-		_, r, err := c.NextReader()
-		if err != nil {
-			// A close we did not start (the server's, or a reset) is a drop.
-			if !st.closing.Load() && !bc.closing.Load() {
-				st.dropped.Add(1)
-				st.mu.Lock()
-				st.drops[dropReason(err)]++
-				st.mu.Unlock()
-			}
-			return
-		}
-		st.msgs.Add(1)
-		var first [2]byte
-		n, _ := io.ReadFull(r, first[:])
-		_, _ = io.Copy(io.Discard, r)
-		if sio && n == 1 && first[0] == '2' {
-			st.pings.Add(1)
-			if err := c.WriteMessage(websocket.TextMessage, []byte("3")); err != nil {
-				return
-			}
-		}
-	}
-}
-
 func (st *benchStats) ok(d time.Duration) {
 	st.up.Add(1)
 	st.mu.Lock()
@@ -597,21 +457,6 @@ func printBenchTable(w io.Writer, o benchOptions, st *benchStats, elapsed time.D
 			fmt.Fprintf(w, "%-28s %d× %s\n", m.label, m.reasons[r], r)
 		}
 	}
-}
-
-// dropReason names why a connection the server closed ended: its close
-// code and reason, or the network error.
-func dropReason(err error) string {
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		return fmt.Sprintf("close %d %s", ce.Code, ce.Text)
-	}
-	// Drop the addresses that make every network error unique.
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
-		msg = msg[i+2:]
-	}
-	return msg
 }
 
 // ipBindAddressNoPort is Linux's IP_BIND_ADDRESS_NO_PORT (not in package

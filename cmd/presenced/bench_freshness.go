@@ -148,12 +148,11 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 			return fmt.Errorf("bench freshness: %w", err)
 		}
 		t0 := time.Now()
-		c, err := benchDial(ctx, o, target, tok, nil, 0, st)
+		bc, err := benchDial(ctx, o, target, tok, nil, 0, st)
 		if err != nil {
 			runErr = fmt.Errorf("connect %d: %w", i, err)
 			break
 		}
-		bc := &benchConn{c: c}
 		go benchRead(bc, st, o.transport == "socketio")
 		if runErr = record(0, t0, base+1); runErr != nil {
 			bc.close(time.Now().Add(time.Second))
