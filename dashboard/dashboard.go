@@ -207,6 +207,11 @@ func (s *Service) Overview(ctx context.Context) Overview {
 // waitFilled lets the very first requests wait (within their budget) for
 // the first cache fill instead of answering zeros.
 func (s *Service) waitFilled(ctx context.Context) {
+	select {
+	case <-s.filled: // the common case, without a timer for every request
+		return
+	default:
+	}
 	t := time.NewTimer(s.o.ReadBudget)
 	defer t.Stop()
 	select {
