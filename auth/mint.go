@@ -76,23 +76,65 @@ func MintFor(secret []byte, userID string, admin bool, ttl time.Duration, now ti
 // missing it creates dir (mode 0700) and the file (mode 0600) holding 32
 // random bytes hex-encoded. Concurrent callers all get the same secret.
 func LoadOrCreateSecret(dir string) ([]byte, error) {
-	path := filepath.Join(dir, secretFile)
-	secret, err := readSecret(path)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return secret, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("auth: create secret dir: %w", err)
-	}
+	s, _, err := LoadOrCreateFile(dir, secretFile, NewSecret)
+	return s, err
+}
+
+// NewSecret returns a new HS256 secret: 32 random bytes, hex-encoded.
+func NewSecret() string {
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw) // never fails (crypto/rand crashes the program instead)
-	if err := createExclusive(dir, path, []byte(hex.EncodeToString(raw)+"\n")); err != nil {
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("auth: create secret: %w", err)
-		}
-		// Another process won the race; use its secret.
+	return hex.EncodeToString(raw)
+}
+
+// LoadOrCreateFile returns the contents of dir/name with surrounding
+// whitespace trimmed. When the file is missing it creates dir (mode 0700)
+// and the file (mode 0600) holding generate() and reports created. The file
+// appears whole or not at all, and concurrent callers all get the same
+// value (created is true for the one whose value won).
+func LoadOrCreateFile(dir, name string, generate func() string) (value []byte, created bool, err error) {
+	path := filepath.Join(dir, name)
+	value, err = readSecret(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return value, false, err
 	}
-	return readSecret(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("auth: create secret dir: %w", err)
+	}
+	created = true
+	if err := createExclusive(dir, path, []byte(generate()+"\n")); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, false, fmt.Errorf("auth: create secret: %w", err)
+		}
+		created = false // another process won the race; use its value
+	}
+	value, err = readSecret(path)
+	return value, created && err == nil, err
+}
+
+// ReplaceFile replaces dir/name by a file (mode 0600) holding value: a
+// reader sees the old file or the new one, never a mix.
+func ReplaceFile(dir, name, value string) error {
+	f, err := os.CreateTemp(dir, "."+name+".tmp*") // mode 0600
+	if err != nil {
+		return fmt.Errorf("auth: replace %s: %w", name, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, err = f.WriteString(value + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err != nil {
+		return fmt.Errorf("auth: replace %s: %w", name, err)
+	}
+	return nil
 }
 
 func readSecret(path string) ([]byte, error) {
@@ -111,7 +153,7 @@ func readSecret(path string) ([]byte, error) {
 // fs.ErrExist). It writes a temporary file and hard-links it into place, so a
 // concurrent reader never sees a half-written secret.
 func createExclusive(dir, path string, data []byte) error {
-	f, err := os.CreateTemp(dir, "."+secretFile+".tmp*") // mode 0600
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*") // mode 0600
 	if err != nil {
 		return err
 	}

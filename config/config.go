@@ -7,18 +7,10 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
-	"os"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
-
-	"github.com/joho/godotenv"
 )
 
 // Config is the effective configuration of one presenced process. [Load]
@@ -27,6 +19,16 @@ import (
 type Config struct {
 	Port                   int            // PORT: HTTP listen port; 0 picks a free port
 	RedisURL               string         // REDIS_URL: "" runs without Redis (single node, in memory)
+	RedisClusterAddrs      []string       // REDIS_CLUSTER_ADDRS: seeds of a Redis Cluster; nil: not a cluster
+	RedisSentinelAddrs     []string       // REDIS_SENTINEL_ADDRS: Sentinels; nil: no Sentinel
+	RedisSentinelMaster    string         // REDIS_SENTINEL_MASTER: the master name the Sentinels monitor
+	RedisSentinelPassword  string         // REDIS_SENTINEL_PASSWORD: the Sentinels' own password (secret)
+	RedisUsername          string         // REDIS_USERNAME: ACL user of the data nodes, when REDIS_URL has none
+	RedisPassword          string         // REDIS_PASSWORD: password of the data nodes, when REDIS_URL has none (secret)
+	RedisTLSCAFile         string         // REDIS_TLS_CA_FILE: CA bundle for the servers' certificates; "" uses the system pool
+	RedisTLSCertFile       string         // REDIS_TLS_CERT_FILE: client certificate (PEM)
+	RedisTLSKeyFile        string         // REDIS_TLS_KEY_FILE: client key (PEM)
+	RedisAllowEviction     bool           // REDIS_ALLOW_EVICTION: run even under an allkeys-* maxmemory-policy
 	MongoURI               string         // MONGODB_URI: "" uses SQLite under DataDir
 	MongoDB                string         // MONGODB_DB: "" lets the store use the URI's database or "presenced"
 	UsersCollection        string         // USERS_COLLECTION: the application's users, read-only
@@ -39,7 +41,7 @@ type Config struct {
 	JWTLeeway              time.Duration  // JWT_LEEWAY: clock skew allowed on exp and nbf; 0 allows none
 	AdminToken             string         // ADMIN_TOKEN: bearer token for the admin API and panel (secret)
 	OnlineUsersKey         string         // ONLINE_USERS_KEY: Redis set of online user IDs
-	KeyPrefix              string         // REDIS_KEY_PREFIX: prefix of every other Redis key; holds a {hash tag}
+	KeyPrefix              string         // REDIS_KEY_PREFIX: prefix of every other Redis key; holds a {hash tag}; default "{"+OnlineUsersKey+"}"
 	PresenceMode           string         // PRESENCE_MODE: "managed" or "external"
 	HeartbeatInterval      time.Duration  // HEARTBEAT_INTERVAL: how often a node renews its liveness key
 	NodeTTL                time.Duration  // NODE_TTL: a node silent this long is dead; > HeartbeatInterval
@@ -110,14 +112,22 @@ func Vars() []Var {
 // Load reads the configuration. Each variable is taken from getenv; when
 // getenv returns "" it is looked up in the dotenv file at dotenvPath, and when
 // that is empty too its default applies. A missing dotenv file (or an empty
-// dotenvPath) is fine; a malformed one is an error naming the file. Dotenv
-// values follow godotenv's rules: $VAR and ${VAR} expand to earlier variables
-// of the same file except inside single quotes, so quote secrets with '...'.
+// dotenvPath) is fine; a malformed one is a [*FileError] naming the file and
+// line. Dotenv syntax (see parseDotenv): $VAR and ${VAR} expand to earlier
+// variables of the same file except inside single quotes, so quote secrets
+// with '...'.
 //
 // Load validates variables in [Vars] order and returns the first invalid one
 // as an [*Error]; other errors concern the dotenv file.
 func Load(getenv func(string) string, dotenvPath string) (Config, error) {
-	dotenv, err := readDotenv(dotenvPath)
+	return LoadDotenv(getenv, Dotenv{Path: dotenvPath})
+}
+
+// LoadDotenv is [Load] with the dotenv file's handling spelled out: d
+// says whether a missing file is an error and where warnings about
+// unknown keys go. Problems with the file itself are a [*FileError].
+func LoadDotenv(getenv func(string) string, d Dotenv) (Config, error) {
+	dotenv, err := readDotenv(d)
 	if err != nil {
 		return Config{}, err
 	}
@@ -199,50 +209,4 @@ func maskURLPassword(raw string) string {
 		return raw // user name only, no password
 	}
 	return raw[:i+3] + userinfo[:colon+1] + "***" + rest[at:]
-}
-
-// readDotenv parses the dotenv file at path; a missing file yields no values.
-func readDotenv(path string) (map[string]string, error) {
-	if path == "" {
-		return nil, nil
-	}
-	src, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("config: read dotenv file %q: %w", path, err)
-	}
-	values, err := godotenv.UnmarshalBytes(src)
-	if err != nil {
-		return nil, fmt.Errorf("config: dotenv file %q is malformed: %s", path, dotenvReason(src, err))
-	}
-	for k := range values {
-		if k == "" || strings.IndexFunc(k, unicode.IsSpace) >= 0 {
-			return nil, fmt.Errorf("config: dotenv file %q is malformed: a line is not NAME=value", path)
-		}
-	}
-	return values, nil
-}
-
-// dotenvReason rewrites a godotenv parse error without the file content it
-// quotes, which may hold secrets, and with a line number where one can be
-// found.
-func dotenvReason(src []byte, err error) string {
-	msg := err.Error()
-	if strings.HasPrefix(msg, "unterminated quoted value") {
-		return "unterminated quoted value"
-	}
-	reason, near, found := strings.Cut(msg, " near ")
-	if !found {
-		return msg
-	}
-	// godotenv quotes the rest of the file from the bad statement on, so the
-	// statement's position is where that suffix starts.
-	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
-	if rest, uerr := strconv.Unquote(near); uerr == nil && bytes.HasSuffix(src, []byte(rest)) {
-		line := 1 + bytes.Count(src[:len(src)-len(rest)], []byte("\n"))
-		return fmt.Sprintf("line %d: %s", line, reason)
-	}
-	return reason
 }

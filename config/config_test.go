@@ -63,7 +63,7 @@ func TestLoadDefaults(t *testing.T) {
 		MongoBatchSize:         500,
 		DataDir:                "./data",
 		OnlineUsersKey:         "online_users",
-		KeyPrefix:              "{presence}",
+		KeyPrefix:              "{online_users}",
 		PresenceMode:           "managed",
 		HeartbeatInterval:      2 * time.Second,
 		NodeTTL:                6 * time.Second,

@@ -20,9 +20,10 @@ type spec struct {
 	format          func(c Config) string
 }
 
-// specs lists every variable in documentation and validation order. A
-// variable whose check depends on another comes after it.
-func specs() []spec {
+// baseSpecs lists every variable but the Redis topology ones (redisSpecs,
+// spliced in after REDIS_URL by specs) in documentation and validation
+// order. A variable whose check depends on another comes after it.
+func baseSpecs() []spec {
 	return []spec{
 		{
 			name: "PORT", def: "8080",
@@ -171,11 +172,18 @@ func specs() []spec {
 			format: func(c Config) string { return c.OnlineUsersKey },
 		},
 		{
-			name: "REDIS_KEY_PREFIX", def: "{presence}",
-			desc: "prefix of presenced's other Redis keys; its {hash tag} keeps them in one cluster slot",
+			name: "REDIS_KEY_PREFIX", def: "",
+			desc: "prefix of presenced's other Redis keys; its {hash tag} keeps them in one cluster slot; unset: ONLINE_USERS_KEY as the tag, {online_users}, the slot of online_users itself",
 			parse: func(c *Config, v string) string {
+				if v == "" {
+					v = DefaultKeyPrefix(c.OnlineUsersKey)
+				}
 				if !hasHashTag(v) {
-					return `must contain a non-empty {hash tag}, e.g. "{presence}" or "app:{presence}:"`
+					return `must contain a non-empty {hash tag}, e.g. "{online_users}" or "app:{presence}:"`
+				}
+				if len(c.RedisClusterAddrs) > 0 && KeySlot(v) != KeySlot(c.OnlineUsersKey) {
+					return fmt.Sprintf("its hash tag is in cluster slot %d but ONLINE_USERS_KEY %q is in slot %d: on a Redis Cluster every presence script would fail with CROSSSLOT; unset it or use a prefix like %q",
+						KeySlot(v), c.OnlineUsersKey, KeySlot(c.OnlineUsersKey), DefaultKeyPrefix(c.OnlineUsersKey))
 				}
 				c.KeyPrefix = v
 				return ""
@@ -189,8 +197,8 @@ func specs() []spec {
 				switch v = strings.ToLower(v); v {
 				case "managed":
 				case "external":
-					if c.RedisURL == "" {
-						return "external mode requires REDIS_URL"
+					if !c.RedisConfigured() {
+						return "external mode requires REDIS_URL (or REDIS_CLUSTER_ADDRS or REDIS_SENTINEL_ADDRS)"
 					}
 				default:
 					return "must be managed or external"

@@ -9,8 +9,10 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -24,6 +26,17 @@ type RedisProbe interface {
 	UsedMemory(ctx context.Context) (int64, error)
 }
 
+// Sharer lets the nodes of a cluster share work (Redis in production).
+type Sharer interface {
+	// Claim reports whether this caller is the first to claim name; the
+	// claim lasts ttl.
+	Claim(ctx context.Context, name string, ttl time.Duration) (bool, error)
+	// PutShared stores v under name for ttl.
+	PutShared(ctx context.Context, name string, v []byte, ttl time.Duration) error
+	// GetShared returns what is stored under name, or nil when nothing is.
+	GetShared(ctx context.Context, name string) ([]byte, error)
+}
+
 // Options configures a Service. The zero value of each field means the
 // documented default.
 type Options struct {
@@ -31,6 +44,11 @@ type Options struct {
 	Presence presence.Reader
 	// Source names Presence in responses: "redis" or "memory".
 	Source string
+	// External is set when another program keeps the count
+	// (PRESENCE_MODE=external): the data store knows nothing of it, so when
+	// Presence fails the last good counts are served, marked stale,
+	// instead of the data store's fallback.
+	External bool
 	// Store is the data store; required.
 	Store store.Store
 	// Tracker is this node's tracker: its local counts are a floor for the
@@ -49,6 +67,11 @@ type Options struct {
 	CountsMaxAge time.Duration
 	// StatsRefresh is how often user totals are recounted; zero means 10s.
 	StatsRefresh time.Duration
+	// Shared, when set, makes the user totals computed once per
+	// StatsRefresh for the whole cluster: the node that claims the period
+	// computes them and shares the result, which the others serve. Nil
+	// means every node computes its own.
+	Shared Sharer
 	// LastSeenInterval is LAST_SEEN_INTERVAL: the fallback counts users
 	// seen within two of them; zero means 30s.
 	LastSeenInterval time.Duration
@@ -56,7 +79,10 @@ type Options struct {
 	Logger           *slog.Logger
 }
 
-// Overview is GET /api/admin/dashboard/overview.
+// Overview is GET /api/admin/dashboard/overview. FallbackScope is set
+// when the online count comes from the data store's fallback: "cluster"
+// when that store is shared by every node (MongoDB), "node" when it only
+// knows this node's users (SQLite).
 type Overview struct {
 	OnlineUsers       int64     `json:"onlineUsers"`
 	OnlineConnections int64     `json:"onlineConnections"`
@@ -66,6 +92,7 @@ type Overview struct {
 	NewUsersToday     int64     `json:"newUsersToday"`
 	ActiveUsers24h    int64     `json:"activeUsers24h"`
 	Source            string    `json:"source"`
+	FallbackScope     string    `json:"fallbackScope,omitempty"`
 	Stale             bool      `json:"stale"`
 	GeneratedAt       time.Time `json:"generatedAt"`
 }
@@ -84,6 +111,7 @@ type ServerLoad struct {
 	OnlineUsers       int64               `json:"onlineUsers"`
 	OnlineConnections int64               `json:"onlineConnections"`
 	Source            string              `json:"source"`
+	FallbackScope     string              `json:"fallbackScope,omitempty"`
 	Stale             bool                `json:"stale"`
 	Nodes             []presence.NodeInfo `json:"nodes"`
 	Redis             Dependency          `json:"redis"`
@@ -162,7 +190,7 @@ func (s *Service) refreshAll(ctx context.Context, withStats bool) {
 	defer cancel()
 	now := s.o.Now()
 	if withStats {
-		st, err := s.o.Store.UserStats(ctx, now)
+		st, err := s.userStats(ctx, now)
 		s.mu.Lock()
 		s.statsOK = err == nil
 		if err == nil {
@@ -179,6 +207,44 @@ func (s *Service) refreshAll(ctx context.Context, withStats bool) {
 		s.fallback, s.haveFall = n, true
 		s.mu.Unlock()
 	}
+}
+
+// sharedStats is the user totals as one node computed them for the
+// cluster.
+type sharedStats struct {
+	Stats store.UserStats `json:"stats"`
+	At    time.Time       `json:"at"`
+}
+
+// userStats returns the user totals: computed here when this node claims
+// the refresh period (or nothing fresh is shared), else the result the
+// node that claimed it shared. It is claimed like the history minute.
+func (s *Service) userStats(ctx context.Context, now time.Time) (store.UserStats, error) {
+	if s.o.Shared == nil {
+		return s.o.Store.UserStats(ctx, now)
+	}
+	every := s.o.StatsRefresh
+	slot := strconv.FormatInt(now.UnixNano()/int64(every), 10)
+	won, err := s.o.Shared.Claim(ctx, "userstats:"+slot, 2*every)
+	if err == nil && !won {
+		raw, err := s.o.Shared.GetShared(ctx, "userstats")
+		var sh sharedStats
+		if err == nil && raw != nil && json.Unmarshal(raw, &sh) == nil && now.Sub(sh.At) <= 2*every {
+			return sh.Stats, nil
+		}
+		// The node that claimed the period has shared nothing fresh yet
+		// (it is slow, or it died): count here rather than serve stale.
+	}
+	st, err := s.o.Store.UserStats(ctx, now)
+	if err != nil {
+		return st, err
+	}
+	if raw, jerr := json.Marshal(sharedStats{Stats: st, At: now}); jerr == nil {
+		if perr := s.o.Shared.PutShared(ctx, "userstats", raw, 3*every); perr != nil {
+			s.log.Debug("dashboard: user stats not shared", "err", perr)
+		}
+	}
+	return st, nil
 }
 
 // Overview returns the overview. It never fails: when the presence store
@@ -199,6 +265,7 @@ func (s *Service) Overview(ctx context.Context) Overview {
 		NewUsersToday:     st.NewUsersToday,
 		ActiveUsers24h:    max(st.ActiveUsers24h, c.Users), // whoever is online now was active
 		Source:            source,
+		FallbackScope:     s.fallbackScope(source),
 		Stale:             stale || statsStale,
 		GeneratedAt:       s.o.Now().UTC(),
 	}
@@ -284,6 +351,14 @@ func (s *Service) counts(ctx context.Context) (presence.Counts, error) {
 func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 	c, err := s.counts(ctx)
 	if err == nil && !c.Partial {
+		if s.o.Tracker != nil && s.o.Tracker.WriteError() != nil {
+			// This node's writes fail (Redis refusing them, say): what
+			// Redis holds is frozen, so it is served as stale, with this
+			// node's own connections as a floor.
+			u, conns, guests := s.o.Tracker.Local()
+			c.Users, c.Connections, c.Guests = max(c.Users, u), max(c.Connections, conns), max(c.Guests, guests)
+			return c, s.o.Source, true
+		}
 		s.mu.Lock()
 		s.lastGood, s.haveGood = c, true
 		s.mu.Unlock()
@@ -291,6 +366,14 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 	}
 	if err != nil && !errors.Is(err, presence.ErrNoData) {
 		s.log.Debug("dashboard: presence store unavailable, using fallback", "err", err)
+	}
+	if s.o.External {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.haveGood {
+			return s.lastGood, s.o.Source, true
+		}
+		return presence.Counts{}, s.o.Source, true
 	}
 	select { // refresh the fallback in the background
 	case s.refresh <- struct{}{}:
@@ -315,6 +398,18 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 		return s.lastGood, s.o.Source, true
 	}
 	return presence.Counts{Users: localUsers, Connections: localConns, Guests: localGuests}, s.o.Store.Kind(), true
+}
+
+// fallbackScope says how much of the cluster a count from source covers,
+// when source is the data store's fallback; "" otherwise.
+func (s *Service) fallbackScope(source string) string {
+	if source != s.o.Store.Kind() || source == s.o.Source {
+		return ""
+	}
+	if source == "mongodb" {
+		return "cluster"
+	}
+	return "node"
 }
 
 // ServerLoad returns the server-load stats.
@@ -355,7 +450,7 @@ func (s *Service) ServerLoad(ctx context.Context) ServerLoad {
 		mongo = data
 	}
 	return ServerLoad{
-		OnlineUsers: c.Users, OnlineConnections: c.Connections, Source: source, Stale: stale,
+		OnlineUsers: c.Users, OnlineConnections: c.Connections, Source: source, FallbackScope: s.fallbackScope(source), Stale: stale,
 		Nodes: nodes, Redis: redis, MongoDB: mongo, DataStore: data, GeneratedAt: s.o.Now().UTC(),
 	}
 }
@@ -368,9 +463,20 @@ func (s *Service) probeRedis(ctx context.Context) Dependency {
 	defer cancel()
 	d, err := s.o.Redis.Ping(ctx)
 	if err != nil {
-		return Dependency{Status: "down", Error: "unreachable"}
+		// The probe may say why ("auth refused", "wrong database", ...).
+		why := "unreachable"
+		var st interface{ RedisState() string }
+		if errors.As(err, &st) && st.RedisState() != "" {
+			why = st.RedisState()
+		}
+		return Dependency{Status: "down", Error: why}
 	}
 	dep := Dependency{Status: "up", LatencyMs: ms(d)}
+	if s.o.Tracker != nil {
+		if reason := writeProblem(s.o.Tracker.WriteError()); reason != "" {
+			dep.Status, dep.Error = "degraded", reason
+		}
+	}
 	if used, err := s.o.Redis.UsedMemory(ctx); err == nil {
 		dep.UsedMemoryBytes = &used
 	}
@@ -388,11 +494,50 @@ func (s *Service) probeStore(ctx context.Context) Dependency {
 }
 
 // Ready reports each configured dependency's status for /readyz; ok is
-// false when any of them is down.
+// false when any of them is down or degraded.
 func (s *Service) Ready(ctx context.Context) (deps map[string]string, ok bool) {
+	r := s.Readiness(ctx)
+	return r.Dependencies, r.Ready
+}
+
+// Readiness is GET /readyz.
+type Readiness struct {
+	Ready bool `json:"-"`
+	// Dependencies maps each dependency to "up", "down", "degraded" or
+	// "not_configured".
+	Dependencies map[string]string `json:"dependencies"`
+	// Reasons says why a dependency is not up.
+	Reasons map[string]string `json:"reasons,omitempty"`
+}
+
+// Readiness reports each configured dependency's status for /readyz
+// (see probeRedis). Redis is "degraded" when it answers but this node's writes to it fail
+// (refused for lack of memory, say, or the node id is held by another
+// process): the counts are then served stale, and the node is not ready.
+func (s *Service) Readiness(ctx context.Context) Readiness {
 	redis, data := s.probeRedis(ctx), s.probeStore(ctx)
-	deps = map[string]string{"redis": redis.Status, data.Kind: data.Status}
-	return deps, redis.Status != "down" && data.Status != "down"
+	r := Readiness{Ready: true, Dependencies: map[string]string{"redis": redis.Status, data.Kind: data.Status}, Reasons: map[string]string{}}
+	for name, d := range map[string]Dependency{"redis": redis, data.Kind: data} {
+		if d.Status == "down" || d.Status == "degraded" {
+			r.Reasons[name] = d.Error
+			r.Ready = false
+		}
+	}
+	return r
+}
+
+// writeProblem says, in words fit for anyone, why this node's presence
+// writes fail; "" when they do not.
+func writeProblem(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, presence.ErrRefused):
+		return "writes refused (out of memory or read-only); counts are stale"
+	case errors.Is(err, presence.ErrNodeTaken):
+		return "NODE_ID held by another live process; this node's connections are not counted"
+	}
+	return "writes failing; counts are stale"
 }
 
 func ms(d time.Duration) *float64 {

@@ -84,8 +84,8 @@ func TestFallbackWhenRedisIsDown(t *testing.T) {
 	}
 	srv.Kill()
 	o := svc.Overview(ctx)
-	if o.Source != "sqlite" || o.OnlineUsers != 2 {
-		t.Fatalf("with Redis down: source %q onlineUsers %d, want sqlite and 2 (a, b seen recently)", o.Source, o.OnlineUsers)
+	if o.Source != "sqlite" || o.OnlineUsers != 2 || o.FallbackScope != "node" {
+		t.Fatalf("with Redis down: source %q fallbackScope %q onlineUsers %d, want sqlite, node and 2 (a, b seen recently)", o.Source, o.FallbackScope, o.OnlineUsers)
 	}
 	if o.OnlineConnections != 3 {
 		t.Fatalf("with Redis down: connections %d, want the last good value 3", o.OnlineConnections)

@@ -36,7 +36,7 @@ func TestChurn(t *testing.T) {
 	)
 	began := time.Now()
 	r := testenv.StartRedis(t)
-	m := newTruthModel(t, r)
+	m := newTruthModel(t, singleRedis{r})
 	nodeSeq := 0
 	startNode := func() *liveNode {
 		nodeSeq++

@@ -30,7 +30,7 @@ const (
 	sampleSlack      = 500 * time.Millisecond
 	dialWorkers      = 64
 	onlineKey        = "online_users"
-	presencePrefix   = "{presence}"
+	presencePrefix   = "{online_users}" // the default: online_users's own slot
 )
 
 // TestCluster runs three nodes on one redis-server through the scenarios of
@@ -38,32 +38,42 @@ const (
 // test holds: 1000 users with 3 tabs each, kill -9 of a node, a Redis
 // restart without persistence, and SIGTERM of a node.
 func TestCluster(t *testing.T) {
-	r := testenv.StartRedis(t)
+	runThreeNodes(t, singleRedis{testenv.StartRedis(t)}, 1000, 3*time.Second, nil)
+}
+
+// runThreeNodes runs the three-node scenarios on the Redis deployment r:
+// users users with 3 tabs each spread over three nodes, kill -9 of a node,
+// a restart of the Redis server holding the presence keys (down for
+// outage, back empty), and SIGTERM of a node. beforeTerm, if set, runs
+// after the restart with the live nodes (the Sentinel test fails over
+// there).
+func runThreeNodes(t *testing.T, r presenceRedis, users int, outage time.Duration, beforeTerm func(m *truthModel, live []*liveNode)) {
 	m := newTruthModel(t, r)
 	a, b, c := m.startNode(t, "node-a"), m.startNode(t, "node-b"), m.startNode(t, "node-c")
 	live := []*liveNode{a, b, c}
+	n := int64(users)
 
-	// 1. 1000 users x 3 tabs, each tab on a different node.
-	users := make([]string, 1000)
+	// 1. users x 3 tabs, each tab on a different node.
+	ids := make([]string, users)
 	var specs []dialSpec
-	for i := range users {
-		users[i] = fmt.Sprintf("u%04d", i)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("u%04d", i)
 		for tab := range 3 {
-			specs = append(specs, dialSpec{user: users[i], node: live[(i+tab)%3]})
+			specs = append(specs, dialSpec{user: ids[i], node: live[(i+tab)%3]})
 		}
 	}
 	start := time.Now()
 	m.dial(t, specs)
-	t.Logf("1000 users x 3 tabs: %d connections dialled in %v", len(specs), time.Since(start).Round(time.Millisecond))
+	t.Logf("%d users x 3 tabs: %d connections dialled in %v", users, len(specs), time.Since(start).Round(time.Millisecond))
 	// Every hello is sent after its connection is counted, so the count
 	// is exact as soon as the last hello is in.
-	m.expectOnlineNow(t, 1000, "after 1000 users x 3 tabs")
+	m.expectOnlineNow(t, n, fmt.Sprintf("after %d users x 3 tabs", users))
 	o := a.Overview()
-	if o.OnlineUsers != 1000 || o.OnlineConnections != 3000 || o.Source != "redis" {
-		t.Fatalf("overview = %+v, want 1000 users, 3000 connections, source redis", o)
+	if o.OnlineUsers != n || o.OnlineConnections != 3*n || o.Source != "redis" {
+		t.Fatalf("overview = %+v, want %d users, %d connections, source redis", o, n, 3*n)
 	}
 	// The load figures are published with each heartbeat.
-	waitFor(t, 3*time.Second, "server-load lists 3 healthy nodes with 1000 connections each", func() (bool, string) {
+	waitFor(t, 3*time.Second, fmt.Sprintf("server-load lists 3 healthy nodes with %d connections each", users), func() (bool, string) {
 		var sl serverLoad
 		if err := fetchJSON(a.Node, "/api/admin/dashboard/server-load", &sl); err != nil {
 			return false, err.Error()
@@ -76,8 +86,8 @@ func TestCluster(t *testing.T) {
 			sum += n.Connections
 			byID[n.ID] = n.Connections
 		}
-		ok := len(sl.Nodes) == 3 && sum == 3000 && byID["node-a"] == 1000 && byID["node-b"] == 1000 && byID["node-c"] == 1000
-		return ok && sl.OnlineUsers == 1000 && sl.Source == "redis", fmt.Sprintf("%+v", sl)
+		ok := len(sl.Nodes) == 3 && sum == 3*n && byID["node-a"] == n && byID["node-b"] == n && byID["node-c"] == n
+		return ok && sl.OnlineUsers == n && sl.Source == "redis", fmt.Sprintf("%+v", sl)
 	})
 
 	// 2. kill -9 node-c. Every user has a tab elsewhere, so first give
@@ -87,7 +97,7 @@ func TestCluster(t *testing.T) {
 		solo = append(solo, dialSpec{user: fmt.Sprintf("k%03d", i), node: c})
 	}
 	m.dial(t, solo)
-	m.expectOnlineNow(t, 1150, "after 150 users on node-c only")
+	m.expectOnlineNow(t, n+150, "after 150 users on node-c only")
 	victims := m.clientsOn(c)
 	took := m.killAndSample(t, c)
 	t.Logf("kill -9 node-c: online_users exact (%d) %v after the kill (bound %v)", m.truthUsers(), took.Round(time.Millisecond), clusterNodeTTL+clusterHeartbeat+sampleSlack)
@@ -98,9 +108,9 @@ func TestCluster(t *testing.T) {
 		specs = append(specs, dialSpec{user: cl.user, node: live[i%2]})
 	}
 	m.dial(t, specs)
-	m.expectOnlineNow(t, 1150, "after node-c's clients reconnected elsewhere")
-	if o := a.Overview(); o.OnlineUsers != 1150 || o.OnlineConnections != 3150 || o.Source != "redis" {
-		t.Fatalf("overview after reconnect = %+v, want 1150 users, 3150 connections, source redis", o)
+	m.expectOnlineNow(t, n+150, "after node-c's clients reconnected elsewhere")
+	if o := a.Overview(); o.OnlineUsers != n+150 || o.OnlineConnections != 3*n+150 || o.Source != "redis" {
+		t.Fatalf("overview after reconnect = %+v, want %d users, %d connections, source redis", o, n+150, 3*n+150)
 	}
 
 	// 3. Restart Redis without persistence while clients stay connected.
@@ -111,26 +121,30 @@ func TestCluster(t *testing.T) {
 	for i := range 150 {
 		specs = append(specs, dialSpec{user: fmt.Sprintf("s%03d", i), node: d})
 	}
-	for _, u := range users[:100] {
+	for _, u := range ids[:100] {
 		specs = append(specs, dialSpec{user: u, node: d})
 	}
 	m.dial(t, specs)
-	m.expectOnlineNow(t, 1300, "after node-d joined")
+	m.expectOnlineNow(t, n+300, "after node-d joined")
 	// The fallback counts users seen recently: let last-seen reach the
 	// data stores (written within a second of a first connection).
 	time.Sleep(1500 * time.Millisecond)
-	// Down for 3s: long enough for the nodes to fail more dials than a
-	// go-redis pool holds connections, which once made the client probe
-	// Redis only once a second after it came back.
-	m.restartRedis(t, live, 3*time.Second)
+	// Down for 3s on one server: long enough for the nodes to fail more
+	// dials than a go-redis pool holds connections, which once made the
+	// client probe Redis only once a second after it came back.
+	m.restartRedis(t, live, outage)
+
+	if beforeTerm != nil {
+		beforeTerm(m, live)
+	}
 
 	// 4. SIGTERM node-d: its 150 own users leave, the 100 with tabs
 	// elsewhere stay.
-	m.termAndWatch(t, d, 1150)
-	if o := a.Overview(); o.OnlineUsers != 1150 || o.OnlineConnections != 3150 || o.Source != "redis" {
-		t.Fatalf("overview after SIGTERM = %+v, want 1150 users, 3150 connections, source redis", o)
+	m.termAndWatch(t, d, n+150)
+	if o := a.Overview(); o.OnlineUsers != n+150 || o.OnlineConnections != 3*n+150 || o.Source != "redis" {
+		t.Fatalf("overview after SIGTERM = %+v, want %d users, %d connections, source redis", o, n+150, 3*n+150)
 	}
-	m.checkSettled(t, "end of TestCluster")
+	m.checkSettled(t, "end of the three-node scenarios")
 }
 
 // killAndSample kills n with SIGKILL and samples online_users every ~20ms
@@ -231,9 +245,7 @@ func (m *truthModel) restartRedis(t *testing.T, live []*liveNode, outage time.Du
 	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	defer halt() // also when the test fails half way
 	time.Sleep(200 * time.Millisecond)
-	m.redis.Kill()
-	time.Sleep(outage)
-	m.redis.Start()
+	m.redis.restart(t, outage)
 	back := time.Now()
 
 	bound := clusterHeartbeat + sampleSlack
@@ -350,7 +362,7 @@ func (m *truthModel) termAndWatch(t *testing.T, n *liveNode, want int64) {
 // WebSocket clients it holds. A client is open while the test has not
 // closed it, its node is live and its read loop runs.
 type truthModel struct {
-	redis *testenv.Redis
+	redis presenceRedis
 
 	mu      sync.Mutex
 	nodes   []*liveNode
@@ -383,7 +395,7 @@ type dialSpec struct {
 	node *liveNode
 }
 
-func newTruthModel(t testing.TB, r *testenv.Redis) *truthModel {
+func newTruthModel(t testing.TB, r presenceRedis) *truthModel {
 	m := &truthModel{redis: r, tokens: map[string]string{}}
 	t.Cleanup(m.closeAll)
 	return m
@@ -400,7 +412,15 @@ func clusterEnv(r *testenv.Redis, id string) map[string]string {
 
 func (m *truthModel) startNode(t testing.TB, id string) *liveNode {
 	t.Helper()
-	n := &liveNode{Node: StartNode(t, clusterEnv(m.redis, id)), id: id}
+	env := map[string]string{
+		"HEARTBEAT_INTERVAL": clusterHeartbeat.String(),
+		"NODE_TTL":           clusterNodeTTL.String(),
+		"NODE_ID":            id,
+	}
+	for k, v := range m.redis.env() {
+		env[k] = v
+	}
+	n := &liveNode{Node: StartNode(t, env), id: id}
 	m.mu.Lock()
 	m.nodes = append(m.nodes, n)
 	m.mu.Unlock()
@@ -726,7 +746,7 @@ func (m *truthModel) checkNoStrayCloses(t testing.TB) {
 	}
 }
 
-// nodeShares sums the {presence}:node:* hashes per user.
+// nodeShares sums the {online_users}:node:* hashes per user.
 func (m *truthModel) nodeShares() (map[string]int64, error) {
 	keys, err := m.redis.DoErr("KEYS", presencePrefix+":node:*")
 	if err != nil {

@@ -152,6 +152,7 @@ type Overview struct {
 	NewUsersToday     int64  `json:"newUsersToday"`
 	ActiveUsers24h    int64  `json:"activeUsers24h"`
 	Source            string `json:"source"`
+	FallbackScope     string `json:"fallbackScope"`
 	Stale             bool   `json:"stale"`
 }
 

@@ -30,7 +30,7 @@ func TestProductionWithMongoDB(t *testing.T) {
 	seed := exec.Command(binPath, "seed", "--users", "50")
 	seed.Dir = t.TempDir()
 	seed.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "MONGODB_URI=" + mongoURI, "MONGODB_BATCH_SIZE=40"}
-	if out, err := seed.CombinedOutput(); err != nil || !strings.Contains(string(out), "seed: 50 users (50 new)") {
+	if out, err := seed.CombinedOutput(); err != nil || !strings.Contains(string(out), "seed: 50 users (demo-0001..demo-0050): added 50 new, 0 already present") {
 		t.Fatalf("presenced seed: %v\n%s", err, out)
 	}
 
@@ -57,6 +57,12 @@ func TestProductionWithMongoDB(t *testing.T) {
 		}
 		return o.Source == "mongodb" && o.OnlineUsers >= 3
 	}, func() any { return o })
+	if o.FallbackScope != "cluster" {
+		t.Fatalf("fallback from MongoDB: fallbackScope %q, want cluster", o.FallbackScope)
+	}
+	if strings.Contains(n.Log(), "cluster-wide fallback needs") {
+		t.Errorf("a node with MongoDB warns about the fallback's scope:\n%s", n.Log())
+	}
 
 	redis.Start()
 	pollUntil(t, 10*time.Second, "back to Redis", func() bool {

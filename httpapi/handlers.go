@@ -21,12 +21,16 @@ func handleHealthz() http.Handler {
 // handleReadyz answers 503 when a configured dependency is down.
 func handleReadyz(svc *dashboard.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		deps, ok := svc.Ready(r.Context())
+		rd := svc.Readiness(r.Context())
 		status, word := http.StatusOK, "ready"
-		if !ok {
+		if !rd.Ready {
 			status, word = http.StatusServiceUnavailable, "not ready"
 		}
-		encode(w, status, map[string]any{"status": word, "dependencies": deps})
+		out := map[string]any{"status": word, "dependencies": rd.Dependencies}
+		if len(rd.Reasons) > 0 {
+			out["reasons"] = rd.Reasons
+		}
+		encode(w, status, out)
 	})
 }
 

@@ -11,6 +11,7 @@ package presence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -20,6 +21,33 @@ import (
 // persistence, FLUSHALL, a failover to a replica that lagged). The caller
 // must rewrite its whole share with Store.Sync.
 var ErrResync = errors.New("presence: node share missing or out of date, resync needed")
+
+// ErrNodeTaken is returned by Store.Sync when another process holds the
+// node id: its lease is live and carries another process's token (two
+// processes started with one NODE_ID). Nothing is changed. The id is free
+// again once that lease expires.
+var ErrNodeTaken = errors.New("presence: node id held by another live process")
+
+// NodeTakenError is the ErrNodeTaken a store returns when it can say
+// until when the holder's lease runs: a lease that keeps moving forward
+// means the holder is alive, not a crashed process whose lease has yet
+// to run out.
+type NodeTakenError struct {
+	Node  string
+	Lease int64 // the holder's lease expiry on the store's clock (ms)
+}
+
+func (e *NodeTakenError) Error() string {
+	return fmt.Sprintf("presence: node id %s held by another live process (lease until %d)", e.Node, e.Lease)
+}
+
+// Is makes errors.Is(err, ErrNodeTaken) true.
+func (e *NodeTakenError) Is(target error) bool { return target == ErrNodeTaken }
+
+// ErrRefused is wrapped by stores whose server answers but refuses writes
+// (Redis at maxmemory under noeviction, a read-only replica): the counts
+// it serves are frozen, not lost.
+var ErrRefused = errors.New("presence: store refuses writes")
 
 // ErrNoData is returned by Reader.Counts when the store holds no count at
 // all (for example a Redis that has just come back empty).
@@ -120,4 +148,25 @@ type Store interface {
 
 	// Leave removes the node's share and lease.
 	Leave(ctx context.Context, node string) error
+}
+
+// Publisher is implemented by a Reader that takes this node's load
+// figures when there is no Store to heartbeat (the external counter's
+// reader), so that the server-load stats and the connection count cover
+// every node. A Tracker without a Store publishes every heartbeat.
+type Publisher interface {
+	Publish(ctx context.Context, info NodeInfo) error
+}
+
+// Repairer is implemented by stores that can lose parts of their data
+// while staying up (Redis evicting keys under an allkeys-* policy). A
+// Tracker calls Repair after every heartbeat.
+type Repairer interface {
+	// Repair checks that the store holds the node's share as the node
+	// holds it (its users, connections and guests as of seq; -1 skips a
+	// figure the node cannot vouch for), returning ErrResync when it
+	// does not, and checks a bounded slice of the cluster sums against
+	// the shares, fixing what differs. It returns how many users it
+	// fixed.
+	Repair(ctx context.Context, node string, seq uint64, users, conns, guests int64) (fixed int64, err error)
 }

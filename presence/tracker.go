@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,13 @@ type TrackerOptions struct {
 	// this node opens and when its last one closes.
 	OnOnline, OnOffline func(user string)
 	Logger              *slog.Logger
+
+	// TakenGrace is how long the store may refuse this node's id
+	// (ErrNodeTaken) before the tracker gives up and reports it on
+	// Conflict; zero means three heartbeat intervals. Set it above the
+	// lease, so that a process restarted right after a crash waits for its
+	// predecessor's lease to run out instead of giving up.
+	TakenGrace time.Duration
 }
 
 // Tracker holds this node's connections, which are authoritative for the
@@ -63,7 +71,21 @@ type Tracker struct {
 	online atomic.Int64
 	down   atomic.Bool   // the last store call failed
 	writes atomic.Uint64 // store writes that succeeded (Writes)
+
+	state      atomic.Int32          // 0, stateUnavailable or stateRefused: what was last logged
+	writeErr   atomic.Pointer[error] // the last store call's error, nil after a success
+	takenSince time.Time             // first ErrNodeTaken of the current run of them; Run goroutine only
+	takenLease int64                 // the holder's latest lease seen; Run goroutine only
+	renewals   int                   // times the holder's lease moved forward; Run goroutine only
+	conflict   chan error            // receives once when the node id stays taken
+	gaveUp     bool                  // conflict was sent; Run goroutine only
 }
+
+// States of the store as logged, one line per change.
+const (
+	stateUnavailable = 1
+	stateRefused     = 2
+)
 
 // NewTracker returns a Tracker; call Run to start mirroring.
 func NewTracker(o TrackerOptions) *Tracker {
@@ -76,7 +98,10 @@ func NewTracker(o TrackerOptions) *Tracker {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Tracker{
+	if o.TakenGrace <= 0 {
+		o.TakenGrace = 3 * o.HeartbeatInterval
+	}
+	t := &Tracker{
 		o:       o,
 		log:     o.Logger,
 		users:   make(map[string]int64),
@@ -84,6 +109,8 @@ func NewTracker(o TrackerOptions) *Tracker {
 		resync:  true,
 		kick:    make(chan struct{}, 1),
 	}
+	t.conflict = make(chan error, 1)
+	return t
 }
 
 // Connect records a new connection of user ("" for a guest). The returned
@@ -94,13 +121,18 @@ func (t *Tracker) Connect(user string) <-chan struct{} {
 	done := make(chan struct{})
 	t.mu.Lock()
 	first := false
+	mirror := t.o.Store != nil // without a store nothing would drain pending
 	if user == "" {
 		t.guests++
-		t.pGuests++
+		if mirror {
+			t.pGuests++
+		}
 	} else {
 		t.users[user]++
 		first = t.users[user] == 1
-		t.pending[user]++
+		if mirror {
+			t.pending[user]++
+		}
 	}
 	if t.o.Store == nil || t.stopped {
 		close(done)
@@ -119,10 +151,13 @@ func (t *Tracker) Connect(user string) <-chan struct{} {
 func (t *Tracker) Disconnect(user string) {
 	t.mu.Lock()
 	last := false
+	mirror := t.o.Store != nil
 	if user == "" {
 		if t.guests > 0 {
 			t.guests--
-			t.pGuests--
+			if mirror {
+				t.pGuests--
+			}
 		}
 	} else if n := t.users[user]; n > 0 {
 		if n == 1 {
@@ -131,7 +166,9 @@ func (t *Tracker) Disconnect(user string) {
 		} else {
 			t.users[user] = n - 1
 		}
-		t.pending[user]--
+		if mirror {
+			t.pending[user]--
+		}
 	}
 	t.mu.Unlock()
 	t.poke()
@@ -188,6 +225,23 @@ func (t *Tracker) Writes() uint64 { return t.writes.Load() }
 
 // StoreDown reports whether the last write to the store failed.
 func (t *Tracker) StoreDown() bool { return t.down.Load() }
+
+// WriteError returns the error of the last store call, or nil when it
+// succeeded: while it is not nil the store may not hold this node's
+// connections (Redis unreachable, refusing writes, or the node id held by
+// another process), so the counts read from it are not to be trusted.
+func (t *Tracker) WriteError() error {
+	if p := t.writeErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Conflict receives one error, naming the node id, when the store has
+// refused this node's id (another live process holds it) for longer than
+// TakenGrace: the process should stop, since its connections cannot be
+// counted.
+func (t *Tracker) Conflict() <-chan error { return t.conflict }
 
 // Run mirrors connections into the store until ctx is done: it writes
 // batches, renews the lease every heartbeat and rewrites the share when
@@ -257,7 +311,11 @@ func (t *Tracker) pollCounter(ctx context.Context) {
 	}
 	tick := time.NewTicker(t.o.HeartbeatInterval)
 	defer tick.Stop()
+	pub, _ := t.o.Counter.(Publisher)
 	for {
+		if pub != nil {
+			_, _ = t.call(ctx, func(ctx context.Context) (int64, error) { return 0, pub.Publish(ctx, t.NodeInfo()) })
+		}
 		c, err := t.o.Counter.Counts(ctx)
 		if err == nil {
 			t.online.Store(c.Users)
@@ -386,6 +444,42 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 		t.mu.Lock()
 		t.resync = true
 		t.mu.Unlock()
+	} else {
+		t.repair(ctx)
+	}
+}
+
+// repair runs the store's bounded consistency check after a heartbeat
+// (see Repairer) and rewrites the share when the store's copy differs
+// from this node's connections.
+func (t *Tracker) repair(ctx context.Context) {
+	r, ok := t.o.Store.(Repairer)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	users, conns, guests := int64(-1), int64(-1), int64(-1)
+	if len(t.pending) == 0 && t.pGuests == 0 && !t.resync {
+		// Everything is written: the store must hold exactly this.
+		users, conns = int64(len(t.users)), t.guests
+		for _, n := range t.users {
+			conns += n
+		}
+		guests = t.guests
+	}
+	t.mu.Unlock()
+	fixed, err := t.call(ctx, func(ctx context.Context) (int64, error) {
+		return r.Repair(ctx, t.o.Node, t.seq, users, conns, guests)
+	})
+	if fixed > 0 {
+		t.log.Warn("presence sums repaired: users hash entries differed from the nodes' shares (evicted keys?)", "users", fixed)
+	}
+	if errors.Is(err, ErrResync) {
+		t.log.Warn("presence share differs from this node's connections in store (evicted keys?); rewriting it", "err", err)
+		t.mu.Lock()
+		t.resync = true
+		t.mu.Unlock()
+		t.flush(ctx)
 	}
 }
 
@@ -408,19 +502,73 @@ func (t *Tracker) call(ctx context.Context, op func(context.Context) (int64, err
 	ctx, cancel := context.WithTimeout(ctx, t.o.HeartbeatInterval)
 	defer cancel()
 	n, err := op(ctx)
+	if err == nil || errors.Is(err, ErrResync) {
+		t.writeErr.Store(nil)
+	} else if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+		t.writeErr.Store(&err)
+	}
+	if err == nil && !t.takenSince.IsZero() {
+		t.takenSince = time.Time{}
+		t.log.Info("node id free again; this node's connections are counted", "node", t.o.Node)
+	}
 	switch {
+	case errors.Is(err, ErrNodeTaken):
+		t.nodeTaken(err)
 	case err == nil || errors.Is(err, ErrResync):
-		if t.down.Swap(false) {
+		t.down.Store(false)
+		switch t.state.Swap(0) {
+		case stateUnavailable:
 			t.log.Info("presence store reachable again")
+		case stateRefused:
+			t.log.Info("presence store accepting writes again; counts are current")
 		}
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		// shutting down
 	default:
-		if !t.down.Swap(true) {
-			t.log.Warn("presence store unavailable; connections are kept locally and rewritten when it returns", "err", err)
+		t.down.Store(true)
+		state := int32(stateUnavailable)
+		if errors.Is(err, ErrRefused) {
+			state = stateRefused
+		}
+		if t.state.Swap(state) != state {
+			if state == stateRefused {
+				t.log.Warn("presence store refusing writes; counts are served stale until it accepts them", "err", err)
+			} else {
+				t.log.Warn("presence store unavailable; connections are kept locally and rewritten when it returns", "err", err)
+			}
 		}
 	}
 	return n, err
+}
+
+// nodeTaken handles a refusal of this node's id: logged once, given
+// TakenGrace to clear (the holder may be a crashed predecessor whose lease
+// has not run out yet), then reported on Conflict.
+// A holder whose lease the store has seen move forward twice is alive
+// (one move could be the outage grace of heartbeat.lua, which extends
+// every lease once), so the tracker gives up at once.
+func (t *Tracker) nodeTaken(err error) {
+	t.down.Store(false) // the store answers; it refuses us
+	now := time.Now()
+	var nte *NodeTakenError
+	lease := int64(0)
+	if errors.As(err, &nte) {
+		lease = nte.Lease
+	}
+	if t.takenSince.IsZero() {
+		t.takenSince, t.takenLease, t.renewals = now, lease, 0
+		t.log.Error("NODE_ID is held by another live process; this node's connections are not counted until its lease runs out",
+			"node", t.o.Node, "gives_up_in", t.o.TakenGrace, "err", err)
+		return
+	}
+	if lease > t.takenLease && t.takenLease != 0 {
+		t.renewals++
+	}
+	t.takenLease = max(t.takenLease, lease)
+	if !t.gaveUp && (t.renewals >= 2 || now.Sub(t.takenSince) >= t.o.TakenGrace) {
+		t.gaveUp = true
+		t.conflict <- fmt.Errorf("presence: NODE_ID %q is in use by another live process (it keeps renewing its lease); give every node its own NODE_ID", t.o.Node)
+	}
 }
 
 func (t *Tracker) release() {

@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,5 +183,29 @@ func TestTrackerWritesAtOnceAfterQuiet(t *testing.T) {
 	}
 	if c, _ := st.Counts(ctx); c.Users != 1 {
 		t.Fatalf("store holds %d users within the window, want still 1", c.Users)
+	}
+}
+
+// TestTrackerWithoutStoreKeepsNothingPending: in external mode there is
+// no store to write to, so connects must not pile up as pending deltas.
+func TestTrackerWithoutStoreKeepsNothingPending(t *testing.T) {
+	counter := memstore.New(time.Minute, nil)
+	tr := presence.NewTracker(presence.TrackerOptions{Node: "n1", Counter: counter, HeartbeatInterval: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tr.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for i := range 1000 {
+		<-tr.Connect(fmt.Sprint("user-", i))
+	}
+	for i := range 500 {
+		tr.Disconnect(fmt.Sprint("user-", i))
+	}
+	time.Sleep(50 * time.Millisecond) // several heartbeats
+	if n := tr.PendingLen(); n != 0 {
+		t.Fatalf("%d users pending with no store to write them to, want 0", n)
+	}
+	if u, c, _ := tr.Local(); u != 500 || c != 500 {
+		t.Fatalf("Local() = %d users, %d connections; want 500, 500", u, c)
 	}
 }

@@ -12,6 +12,16 @@ if ! command -v redis-server >/dev/null 2>&1 && [[ ! -x /usr/bin/redis-server ]]
 	$sudo_cmd apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
 fi
+# The Sentinel tests run `redis-server --sentinel`, which is in redis-server
+# itself; redis-sentinel is installed too so that the packaged setup the
+# docs describe is the one tested.
+if ! command -v redis-sentinel >/dev/null 2>&1 && [[ ! -x /usr/bin/redis-sentinel ]]; then
+	echo "test: installing redis-sentinel with apt"
+	sudo_cmd=""
+	[[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
+	$sudo_cmd apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-sentinel >/dev/null
+fi
 # The store tests start a real MongoDB-wire server (FerretDB); build it
 # once into the user cache so the tests do not pay for it.
 scripts/build-ferretdb.sh

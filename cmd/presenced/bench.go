@@ -75,10 +75,6 @@ const benchUsage = `usage: presenced bench [conn|http|freshness] [flags]
 Targets must be loopback addresses. See BENCHMARKS.md and bench/.
 `
 
-// errHelped is returned by parseFlags when --help printed the usage: the
-// command then stops and exits 0.
-var errHelped = errors.New("help shown")
-
 // runBench is the load generator used by the benchmarks under bench/. Its
 // first argument picks the subcommand; without one it is conn, the
 // original command line, which the scripts under bench/ use.
@@ -87,48 +83,22 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		sub, args = args[0], args[1:]
 	}
-	var err error
 	switch sub {
 	case "conn":
-		err = runBenchConn(ctx, args, getenv, stdout, stderr)
+		err := runBenchConn(ctx, args, getenv, stdout, stderr)
+		var h helpShown
+		if errors.As(err, &h) { // conn's help opens with the list of subcommands
+			return helpShown{benchUsage + "\n" + h.text}
+		}
+		return err
 	case "http":
-		err = runBenchHTTP(ctx, args, getenv, stdout, stderr)
+		return runBenchHTTP(ctx, args, getenv, stdout, stderr)
 	case "freshness":
-		err = runBenchFreshness(ctx, args, getenv, stdout, stderr)
+		return runBenchFreshness(ctx, args, getenv, stdout, stderr)
 	case "help":
-		fmt.Fprint(stdout, benchUsage)
-	default:
-		err = usageError{fmt.Sprintf("bench: unknown subcommand %q\n%s", sub, benchUsage)}
+		return helpShown{benchUsage}
 	}
-	if errors.Is(err, errHelped) {
-		return nil
-	}
-	return err
-}
-
-// parseFlags parses args into fs. With -h or --help it prints the usage
-// (head, then the flags) on stdout and returns errHelped; a bad flag or
-// an argument left over is a usageError (exit code 2), with the usage on
-// stderr.
-func parseFlags(fs *flag.FlagSet, head string, args []string, stdout, stderr io.Writer) error {
-	fs.SetOutput(stderr)
-	fs.Usage = func() {}
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fs.SetOutput(stdout)
-		fmt.Fprint(stdout, head)
-		fs.PrintDefaults()
-		return errHelped
-	case err == nil && fs.NArg() > 0:
-		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if err != nil {
-		fmt.Fprint(stderr, head)
-		fs.PrintDefaults()
-		return usageError{fmt.Sprintf("bench %s: %v", fs.Name(), err)}
-	}
-	return nil
+	return usageError{fmt.Sprintf("bench: unknown subcommand %q\n\n%s", sub, benchUsage)}
 }
 
 // checkLoopback refuses a target that is not on this machine: the bench
@@ -156,7 +126,7 @@ func checkLoopback(flagName, host string) error {
 // pooled write buffers per connection) so that it does not starve the
 // server it measures of the machine's two cores.
 func runBenchConn(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	o, err := parseBenchFlags(args, getenv, stdout, stderr)
+	o, err := parseBenchFlags(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -321,14 +291,14 @@ func readyAndHold(ctx context.Context, o benchOptions, st *benchStats, elapsed t
 	return false
 }
 
-func parseBenchFlags(args []string, getenv func(string) string, stdout, stderr io.Writer) (benchOptions, error) {
-	fs := flag.NewFlagSet("conn", flag.ContinueOnError)
+func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer) (benchOptions, error) {
+	fs := flag.NewFlagSet("bench conn", flag.ContinueOnError)
 	var o benchOptions
 	fs.StringVar(&o.url, "url", "ws://127.0.0.1:8080/ws", "WebSocket URL of the gateway")
 	fs.IntVar(&o.conns, "conns", 1000, fmt.Sprintf("connections to open, at most %d", benchMaxConns))
 	fs.IntVar(&o.users, "users", 0, "distinct users u0..u{N-1}; connection i is user (offset+i) % users; 0 means one user per connection")
 	fs.IntVar(&o.offset, "offset", 0, "index of the first connection, so that several processes share one user space")
-	fs.StringVar(&o.secret, "secret", getenv("JWT_SECRET"), "HS256 secret the tokens are signed with (default $JWT_SECRET)")
+	fs.StringVar(&o.secret, "secret", getenv("JWT_SECRET"), "HS256 secret the tokens are signed with (default JWT_SECRET, else DATA_DIR/jwt_secret, as the server finds it)")
 	ips := fs.String("source-ips", "", "comma-separated local addresses to dial from, round-robin (e.g. 127.0.0.2,127.0.0.3); empty lets the kernel choose")
 	fs.IntVar(&o.concurrency, "concurrency", 200, "dials in flight at once")
 	fs.DurationVar(&o.hold, "hold", 0, "how long to hold the connections once all are up; 0 holds them until SIGINT or SIGTERM (at most 1 h)")
@@ -339,7 +309,10 @@ func parseBenchFlags(args []string, getenv func(string) string, stdout, stderr i
 	fs.Float64Var(&o.churnRate, "churn-rate", 0, "churn: every --churn-interval, close this fraction of the connections (round-robin) and reopen them as new users; 0 is no churn")
 	fs.DurationVar(&o.churnInterval, "churn-interval", 100*time.Millisecond, "churn: how often --churn-rate of the connections are dropped and reopened")
 	fs.DurationVar(&o.churnFor, "churn-for", 0, "churn: how long to churn once all are up, then print \"churn done\" and hold; 0 churns for the whole --hold")
-	if err := parseFlags(fs, "usage: presenced bench [conn] [flags]\n", args, stdout, stderr); err != nil {
+	if err := parseFlags(fs, args); err != nil {
+		return o, err
+	}
+	if err := noArgs(fs); err != nil {
 		return o, err
 	}
 	switch {
@@ -363,10 +336,15 @@ func parseBenchFlags(args []string, getenv func(string) string, stdout, stderr i
 		return o, usageError{"bench: --concurrency must be at least 1"}
 	case o.hold < 0 || o.timeout <= 0:
 		return o, usageError{"bench: --hold must not be negative and --timeout must be positive"}
-	case o.secret == "":
-		return o, usageError{"bench: no secret: set JWT_SECRET or pass --secret"}
 	case o.transport != "ws" && o.transport != "socketio" && o.transport != "polling":
 		return o, usageError{fmt.Sprintf("bench: --transport %q: want ws, socketio or polling", o.transport)}
+	}
+	if o.secret == "" {
+		s, err := benchSecret(getenv, stderr)
+		if err != nil {
+			return o, err
+		}
+		o.secret = s
 	}
 	if o.users == 0 {
 		o.users = o.offset + o.conns

@@ -38,11 +38,11 @@ const benchFreshMaxSamples = 2000
 // cap of 4 events a second. It prints one "freshness" line per source and
 // event: p50, p99 and max in milliseconds.
 func runBenchFreshness(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("freshness", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench freshness", flag.ContinueOnError)
 	var o benchOptions
 	fs.StringVar(&o.url, "url", "ws://127.0.0.1:8080/ws", "WebSocket URL of the gateway (/ws, or /socket.io/ with --transport socketio)")
 	fs.StringVar(&o.transport, "transport", "ws", `"ws" for /ws, "socketio" for Socket.IO on its WebSocket transport`)
-	fs.StringVar(&o.secret, "secret", getenv("JWT_SECRET"), "HS256 secret the tokens are signed with (default $JWT_SECRET)")
+	fs.StringVar(&o.secret, "secret", getenv("JWT_SECRET"), "HS256 secret the tokens are signed with (default JWT_SECRET, else DATA_DIR/jwt_secret, as the server finds it)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "limit for one dial, and for a change to show")
 	redisURL := fs.String("redis-url", getenv("REDIS_URL"), "Redis holding the online count (default $REDIS_URL)")
 	key := fs.String("key", "online_users", "the Redis key of the online count")
@@ -51,7 +51,10 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 	samples := fs.Int("samples", 50, fmt.Sprintf("connects (and as many disconnects) to time; at most %d", benchFreshMaxSamples))
 	gapMin := fs.Duration("gap-min", 200*time.Millisecond, "shortest random wait between two steps")
 	gapMax := fs.Duration("gap", 500*time.Millisecond, "longest random wait between two steps")
-	if err := parseFlags(fs, "usage: presenced bench freshness [flags]\n", args, stdout, stderr); err != nil {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
 		return err
 	}
 	target, err := url.Parse(o.url)
@@ -60,8 +63,6 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 		return usageError{fmt.Sprintf("bench freshness: --url %q is not a ws:// URL", o.url)}
 	case o.transport != "ws" && o.transport != "socketio":
 		return usageError{fmt.Sprintf("bench freshness: --transport %q: want ws or socketio", o.transport)}
-	case o.secret == "":
-		return usageError{"bench freshness: no secret: set JWT_SECRET or pass --secret"}
 	case *redisURL == "":
 		return usageError{"bench freshness: no Redis: set REDIS_URL or pass --redis-url"}
 	case *samples < 1 || *samples > benchFreshMaxSamples:
@@ -71,6 +72,11 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 	}
 	if err := checkLoopback("--url", target.Hostname()); err != nil {
 		return err
+	}
+	if o.secret == "" {
+		if o.secret, err = benchSecret(getenv, stderr); err != nil {
+			return err
+		}
 	}
 	ropts, err := redis.ParseURL(*redisURL)
 	if err != nil {

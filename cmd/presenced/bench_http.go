@@ -29,14 +29,17 @@ const (
 // answers parsed with net/http's reader, so the client costs little of
 // the CPU it shares with the server.
 func runBenchHTTP(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("http", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench http", flag.ContinueOnError)
 	rawURL := fs.String("url", "http://127.0.0.1:8080/api/admin/dashboard/overview", "http:// URL of the endpoint")
 	conns := fs.Int("conns", 32, fmt.Sprintf("keep-alive connections, each with one request in flight; at most %d", benchHTTPMaxConns))
 	duration := fs.Duration("duration", 10*time.Second, fmt.Sprintf("how long to send requests; at most %s", benchHTTPMaxDuration))
 	warmup := fs.Duration("warmup", time.Second, "requests sent before the measured period (not counted)")
 	token := fs.String("token", getenv("ADMIN_TOKEN"), "admin token sent as Authorization: Bearer (default $ADMIN_TOKEN); empty sends none")
 	timeout := fs.Duration("timeout", 5*time.Second, "limit for one request")
-	if err := parseFlags(fs, "usage: presenced bench http [flags]\n", args, stdout, stderr); err != nil {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
 		return err
 	}
 	u, err := url.Parse(*rawURL)

@@ -17,79 +17,93 @@ import (
 	"github.com/presenced/presenced/config"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-// usageError is a bad command line: exit code 2, like a bad setting.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func exitCode(err error) int {
-	var ce *config.Error
-	var ue usageError
-	if errors.As(err, &ce) || errors.As(err, &ue) {
-		return 2
-	}
-	return 1
-}
-
 // run is the whole program: main only calls it, so tests can too, with
-// their own args, environment and output.
+// their own args, environment and output. A command's --help is printed on
+// stdout and is not an error; a bad command line is a usageError (exit 2).
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	cmd, rest := "serve", args[1:]
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		cmd, rest = rest[0], rest[1:]
+	err := dispatch(ctx, args[1:], getenv, stdout, stderr)
+	var h helpShown
+	if errors.As(err, &h) {
+		fmt.Fprint(stdout, h.text)
+		return nil
+	}
+	return err
+}
+
+// dispatch runs the command named by args[0]; serve when there is none.
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd, rest := "serve", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, rest = args[0], args[1:]
 	}
 	switch cmd {
 	case "serve":
-		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		envFile := fs.String("env-file", ".env", "dotenv file read before the environment")
-		if err := fs.Parse(rest); err != nil {
-			return usageError{err.Error()}
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			// `presenced --help` is the program's help, not serve's.
+			return helpShown{usage}
 		}
-		cfg, err := config.Load(getenv, *envFile)
-		if err != nil {
-			return err
-		}
-		if getenv("GOGC") == "" {
-			// Idle connections make garbage (pongs, last-seen refreshes)
-			// that fills whatever headroom the GC allows, so RSS settles
-			// near the GC's heap goal: 2x the live heap by default. 1.5x
-			// keeps an idle connection under 3 KiB (BENCHMARKS.md) for a
-			// few more short GC cycles. GOGC set by the user wins.
-			debug.SetGCPercent(50)
-		}
-		return serve(ctx, cfg, newLogger(cfg, stderr), stdout)
+		return runServe(ctx, rest, getenv, stdout, stderr)
 	case "token":
 		return runToken(rest, getenv, stdout, stderr)
+	case "admin-token":
+		return runAdminToken(rest, getenv, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, getenv, stdout, stderr)
+	case "connect":
+		return runConnect(ctx, rest, getenv, stdout, stderr)
 	case "seed":
 		return runSeed(ctx, rest, getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, getenv, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "presenced", version)
+		fs := flag.NewFlagSet("version", flag.ContinueOnError)
+		if err := parseFlags(fs, rest); err != nil {
+			return err
+		}
+		if err := noArgs(fs); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, versionLine(buildInfo(), version, revision, buildTime))
 		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+	case "help":
+		switch {
+		case len(rest) == 0:
+			return helpShown{usage}
+		case len(rest) > 1 || rest[0] == "help" || strings.HasPrefix(rest[0], "-"):
+			return usageError{fmt.Sprintf("help: want at most one command name, got %q\n\n%s", rest, usage)}
+		}
+		// `presenced help token` is `presenced token --help`.
+		return dispatch(ctx, []string{rest[0], "--help"}, getenv, stdout, stderr)
 	}
-	return usageError{fmt.Sprintf("unknown command %q\n%s", cmd, usage)}
+	return usageError{fmt.Sprintf("unknown command %q\n\n%s", cmd, usage)}
 }
 
-const usage = `usage:
-  presenced [serve] [--env-file .env]    run the server (the default)
-  presenced token --user ID [--admin] [--ttl 1h]
-                                         print a JWT signed with JWT_SECRET
-  presenced seed --users N               add N demo users to the data store
-  presenced bench [flags]                WebSocket load generator (see bench/)
-  presenced version
-Configuration is read from the environment and .env; see the README.
-`
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	envFile := addEnvFile(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	cfg, err := envFile.load(getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if getenv("GOGC") == "" {
+		// Idle connections make garbage (pongs, last-seen refreshes)
+		// that fills whatever headroom the GC allows, so RSS settles
+		// near the GC's heap goal: 2x the live heap by default. 1.5x
+		// keeps an idle connection under 3 KiB (BENCHMARKS.md) for a
+		// few more short GC cycles. GOGC set by the user wins.
+		debug.SetGCPercent(50)
+	}
+	return serve(ctx, cfg, newLogger(cfg, stderr), stdout)
+}
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
@@ -103,22 +117,27 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 func runToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	user := fs.String("user", "", "user id (the sub claim); required")
 	admin := fs.Bool("admin", false, "add role=admin")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
-	envFile := fs.String("env-file", ".env", "dotenv file read before the environment")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	envFile := addEnvFile(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if *user == "" {
-		return usageError{"token: --user is required"}
+		return usageError{"token: --user is required\n\n" + commandUsage(fs)}
 	}
-	cfg, err := config.Load(getenv, *envFile)
+	cfg, err := envFile.load(getenv, stderr)
 	if err != nil {
 		return err
 	}
-	secret, err := jwtSecret(cfg)
+	if err := refuseStrangerSecret(cfg); err != nil {
+		return err
+	}
+	secret, err := jwtSecret(cfg, saidCreated(stderr))
 	if err != nil {
 		return err
 	}
@@ -131,21 +150,4 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
-}
-
-// jwtSecret returns JWT_SECRET, or the secret kept under DATA_DIR (created
-// on first use) when neither JWT_SECRET nor JWT_JWKS_URL is set. It
-// returns nil when only a JWKS is configured.
-func jwtSecret(cfg config.Config) ([]byte, error) {
-	if cfg.JWTSecret != "" {
-		return []byte(cfg.JWTSecret), nil
-	}
-	if cfg.JWKSURL != "" {
-		return nil, nil
-	}
-	s, err := auth.LoadOrCreateSecret(cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("jwt secret under DATA_DIR: %w", err)
-	}
-	return s, nil
 }

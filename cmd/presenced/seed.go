@@ -9,7 +9,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/presenced/presenced/config"
 	"github.com/presenced/presenced/store"
 )
 
@@ -25,20 +24,19 @@ const seedHistory = 3 * time.Hour
 // user twice, and it says how many were new.
 func runSeed(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	n := fs.Int("users", 100, "how many demo users (IDs <prefix>0001...)")
 	prefix := fs.String("prefix", "demo-", "user id prefix")
-	envFile := fs.String("env-file", ".env", "dotenv file read before the environment")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	envFile := addEnvFile(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("seed: unexpected argument %q (the count is --users N)", fs.Arg(0))}
+		return usageError{fmt.Sprintf("seed: unexpected argument %q (the count is --users N)\n\n%s", fs.Arg(0), commandUsage(fs))}
 	}
 	if *n < 1 {
 		return usageError{fmt.Sprintf("seed: --users must be at least 1, not %d", *n)}
 	}
-	cfg, err := config.Load(getenv, *envFile)
+	cfg, err := envFile.load(getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -64,8 +62,8 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return fmt.Errorf("seed: history: %w", err)
 	}
-	fmt.Fprintf(stdout, "seed: %d users (%d new), %d seen in the last 24 h, %d history points (%d new) in %s\n",
-		len(users), added, len(seen), points, written, ds.Kind())
+	fmt.Fprintf(stdout, "seed: %d users (%s..%s): added %d new, %d already present; %d seen in the last 24 h; %d history points: added %d new, %d already present; in %s\n",
+		len(users), users[0].ID, users[len(users)-1].ID, added, len(users)-added, len(seen), points, written, points-written, ds.Kind())
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -51,8 +50,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	log.Info("data store ready", "kind", ds.Kind())
+	if cfg.RedisURL != "" && cfg.MongoURI == "" {
+		log.Warn("no MONGODB_URI: while Redis is unavailable the dashboard falls back to this node's SQLite, which knows only this node's users (fallbackScope: node); a cluster-wide fallback needs MONGODB_URI")
+	}
 
-	secret, err := jwtSecret(cfg)
+	secret, err := jwtSecret(cfg, func(path string) { log.Info("created a new JWT secret", "path", path) })
 	if err != nil {
 		_ = ds.Close(context.Background())
 		return err
@@ -65,33 +67,34 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = ds.Close(context.Background())
 		return fmt.Errorf("auth: %w", err)
 	}
-	adminToken := cfg.AdminToken
-	if adminToken == "" && cfg.JWTSecret == "" {
-		adminToken = auth.RandomToken()
-		fmt.Fprintf(stdout, "Admin token (generated; set ADMIN_TOKEN to choose one): %s\n", adminToken)
+	adminToken, err := serveAdminToken(cfg, stdout, func(path string) { log.Info("admin token kept", "path", path) })
+	if err != nil {
+		_ = ds.Close(context.Background())
+		return err
 	}
 
 	// Presence: Redis (managed or external) or memory.
 	var (
-		rdb      *redis.Client
+		rdb      redis.UniversalClient
 		pstore   presence.Store
 		reader   presence.Reader
 		source   = "memory"
 		probe    dashboard.RedisProbe
 		redisMon *redisMonitor
 	)
-	if cfg.RedisURL != "" {
-		rdb, err = redisstore.NewClient(cfg.RedisURL)
+	if cfg.RedisConfigured() {
+		redis.SetLogger(goRedisLogger{log: log})
+		rdb, err = redisstore.NewUniversalClient(redisClientOptions(cfg))
 		if err != nil {
 			_ = ds.Close(context.Background())
-			return &config.Error{Var: "REDIS_URL", Reason: "not a Redis URL"}
+			return &config.Error{Var: "REDIS_URL", Reason: err.Error()}
 		}
 		source = "redis"
 		p := redisstore.NewProbe(rdb)
 		probe = p
-		redisMon = &redisMonitor{probe: p, log: log}
+		redisMon = &redisMonitor{probe: p, log: log, topology: cfg.RedisTopology(), addrs: redisAddrs(cfg), allowEviction: cfg.RedisAllowEviction, fatal: make(chan error, 1)}
 		if cfg.PresenceMode == "external" {
-			reader = redisstore.NewExternal(rdb, cfg.OnlineUsersKey)
+			reader = redisstore.NewExternal(rdb, redisstore.ExternalOptions{Key: cfg.OnlineUsersKey, Prefix: cfg.KeyPrefix, NodeTTL: cfg.NodeTTL})
 		} else {
 			rs, err := redisstore.New(rdb, redisstore.Options{
 				Prefix: cfg.KeyPrefix, OnlineKey: cfg.OnlineUsersKey, NodeTTL: cfg.NodeTTL,
@@ -127,6 +130,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		Node: node, Store: pstore, Counter: reader, BatchWindow: cfg.BatchWindow, BatchMax: cfg.BatchMax,
 		HeartbeatInterval: cfg.HeartbeatInterval, Info: localInfo,
 		OnOnline: seen, OnOffline: seen, Logger: log,
+		// A predecessor killed without leaving holds the id for at most a
+		// lease (two if an outage grace extended it): wait that long.
+		TakenGrace: 2*cfg.NodeTTL + cfg.HeartbeatInterval,
 	})
 	lastSeen = store.NewLastSeenWriter(ds, store.LastSeenOptions{
 		RefreshInterval: cfg.LastSeenInterval, Online: tracker.Users, Logger: log,
@@ -151,11 +157,17 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = ds.Close(context.Background())
 		return err
 	}
+	// Chores on a data store every node shares (MongoDB) are done once per
+	// cluster, claimed in Redis: the user stats of each refresh period.
+	var shared dashboard.Sharer
+	if rs, ok := pstore.(*redisstore.Store); ok && ds.Kind() == "mongodb" {
+		shared = rs
+	}
 	dash := dashboard.New(dashboard.Options{
-		Presence: reader, Source: source, Store: ds, Tracker: tracker, Redis: probe,
+		Presence: reader, Source: source, External: cfg.PresenceMode == "external" && cfg.RedisURL != "", Store: ds, Tracker: tracker, Redis: probe,
 		LocalNode:    tracker.NodeInfo,
 		CountsMaxAge: 100 * time.Millisecond, // shared by the node's requests; BENCHMARKS.md
-		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log,
+		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log, Shared: shared,
 	})
 	history := &dashboard.HistoryRecorder{Presence: reader, Store: ds, Logger: log}
 	if rs, ok := pstore.(*redisstore.Store); ok {
@@ -196,7 +208,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		go func() { defer wg.Done(); redisMon.run(bg) }()
 	}
 
-	<-ctx.Done()
+	var fatal error
+	select {
+	case <-ctx.Done():
+	case fatal = <-redisMon.fatalC():
+		log.Error("stopping: " + fatal.Error())
+	case fatal = <-tracker.Conflict():
+		log.Error("stopping: NODE_ID is in use by another live process", "node", node, "err", fatal)
+	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -236,7 +255,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	log.Info("data store closed", "kind", ds.Kind())
 	log.Info("shutdown complete")
-	return nil
+	return fatal
 }
 
 // openStore opens the configured data store. With startDown, a MongoDB
@@ -263,7 +282,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, startDo
 
 func modeName(cfg config.Config) string {
 	switch {
-	case cfg.RedisURL == "":
+	case !cfg.RedisConfigured():
 		return "embedded"
 	case cfg.PresenceMode == "external":
 		return "external"
@@ -276,64 +295,6 @@ func newNodeID() string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
-}
-
-// redisMonitor logs the Redis connection's state: the three lines of the
-// design note when it connects, one line per failed attempt with capped
-// exponential backoff while it is down.
-type redisMonitor struct {
-	probe *redisstore.Probe
-	log   *slog.Logger
-}
-
-func (m *redisMonitor) run(ctx context.Context) {
-	const (
-		minBackoff = 100 * time.Millisecond
-		maxBackoff = 2 * time.Second
-		checkEvery = 250 * time.Millisecond
-	)
-	for ctx.Err() == nil {
-		m.log.Info("Redis client connecting...")
-		backoff := minBackoff
-		for {
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := m.probe.Ping(pctx)
-			cancel()
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			m.log.Warn("Redis connection failed; retrying", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, maxBackoff)
-		}
-		m.log.Info("Redis client ready")
-		m.log.Info("Redis connected successfully")
-		// Watch the connection; on loss, go back to connecting.
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(checkEvery):
-			}
-			pctx, cancel := context.WithTimeout(ctx, time.Second)
-			_, err := m.probe.Ping(pctx)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				if errors.Is(err, context.DeadlineExceeded) {
-					err = errors.New("no answer within 1s")
-				}
-				m.log.Warn("Redis connection lost", "err", err)
-				break
-			}
-		}
-	}
 }
 
 // panelFiles returns the admin panel's files embedded in the binary.

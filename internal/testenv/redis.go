@@ -44,6 +44,12 @@ type Redis struct {
 	dir  string // parent of each run's working directory
 	port int    // fixed once StartRedis returns
 
+	// args, when set, returns the arguments of each run, given its
+	// directory, instead of the default ones (a Sentinel's config file).
+	args func(dir string) []string
+	// extra are arguments added to the default ones (cluster mode, TLS).
+	extra []string
+
 	mu     sync.Mutex // serialises Start, Stop, Kill, Pause, Resume
 	proc   *redisProc // nil while not running
 	paused bool
@@ -66,11 +72,29 @@ type redisProc struct {
 // skips it.
 func StartRedis(tb testing.TB) *Redis {
 	tb.Helper()
+	return StartRedisWith(tb)
+}
+
+// StartRedisWith is StartRedis with extra redis-server arguments, e.g.
+// "--requirepass", "secret" or "--maxmemory-policy", "allkeys-lru". Do
+// speaks no AUTH, so it fails on a server that requires a password.
+func StartRedisWith(tb testing.TB, extra ...string) *Redis {
+	tb.Helper()
+	return startRedis(tb, func(r *Redis) { r.extra = extra })
+}
+
+// startRedis starts a server after setup has adjusted it (its port is
+// not chosen yet; its dir is).
+func startRedis(tb testing.TB, setup func(r *Redis)) *Redis {
+	tb.Helper()
 	bin, err := redisServerBinary()
 	if err != nil {
 		tb.Fatalf("testenv: %v", err)
 	}
 	r := &Redis{tb: tb, bin: bin, dir: tb.TempDir()}
+	if setup != nil {
+		setup(r)
+	}
 	tb.Cleanup(r.cleanup)
 
 	// The free port may be taken by another process before redis-server
@@ -151,6 +175,17 @@ func (r *Redis) Start() {
 	if err := r.startLocked(); err != nil {
 		r.tb.Fatalf("testenv: restart redis-server on %s: %v", r.Addr(), err)
 	}
+}
+
+// StartWith is Start with other extra redis-server arguments (see
+// StartRedisWith), kept for later starts, e.g. to bring Redis back with
+// another maxmemory-policy.
+func (r *Redis) StartWith(extra ...string) {
+	r.tb.Helper()
+	r.mu.Lock()
+	r.extra = extra
+	r.mu.Unlock()
+	r.Start()
 }
 
 // Pause freezes the server with SIGSTOP: connections stay open and requests
@@ -239,7 +274,7 @@ func (r *Redis) startLocked() error {
 	}
 	defer logFile.Close() // the child holds its own descriptor
 
-	cmd := exec.Command(r.bin,
+	args := []string{
 		"--port", strconv.Itoa(r.port),
 		"--bind", "127.0.0.1",
 		"--dir", dir,
@@ -247,7 +282,11 @@ func (r *Redis) startLocked() error {
 		"--appendonly", "no",
 		"--daemonize", "no",
 		"--loglevel", "notice",
-	)
+	}
+	if r.args != nil {
+		args = r.args(dir)
+	}
+	cmd := exec.Command(r.bin, append(args, r.extra...)...)
 	// A file, not a pipe: a pipe would keep `go test` waiting for a server
 	// that outlives a crashed test binary.
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -271,7 +310,8 @@ func (r *Redis) startLocked() error {
 			return fmt.Errorf("redis-server exited at start (%v); log:\n%s", cmd.ProcessState, log)
 		default:
 		}
-		if reply, err := redisDo(addr, 200*time.Millisecond, "PING"); err == nil && reply == "PONG" {
+		// A server started with --requirepass answers NOAUTH: it is up.
+		if reply, err := redisDo(addr, 200*time.Millisecond, "PING"); err == nil && (reply == "PONG" || strings.HasPrefix(reply, "(error) NOAUTH")) {
 			r.proc, r.paused = p, false
 			return nil
 		}

@@ -11,12 +11,15 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,8 +33,10 @@ var luaFiles embed.FS
 // Options configures a Store. The zero value of each field means the
 // documented default.
 type Options struct {
-	// Prefix starts every presence key; zero means "{presence}". It must
-	// contain a {hash tag} so that all keys land in one Cluster slot.
+	// Prefix starts every presence key; zero means OnlineKey's own hash
+	// tag, or OnlineKey itself as the tag ("{online_users}"), so that every
+	// key lands in the Cluster slot of OnlineKey and `GET online_users`
+	// keeps working on a Cluster. It must contain a {hash tag}.
 	Prefix string
 	// OnlineKey is the string key holding the online count; zero means
 	// "online_users".
@@ -43,6 +48,15 @@ type Options struct {
 	// rewritten their shares yet. Zero means 3s; set it a little above the
 	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
+	// Token identifies this process in the leases it takes; zero means a
+	// random one. Two processes that use one node id have different
+	// tokens, so the second is refused (presence.ErrNodeTaken) while the
+	// first one's lease is live, and neither can write or remove a share
+	// the other owns.
+	Token string
+	// RepairBudget bounds the hash reads of one Repair call, so that it
+	// holds Redis for well under a millisecond; zero means 256.
+	RepairBudget int
 }
 
 // Store is presence.Store on Redis.
@@ -52,19 +66,24 @@ type Store struct {
 	online string
 	ttl    time.Duration
 	window time.Duration
+	token  string
 
 	apply, sync, heartbeat, leave, counts, nodes *redis.Script
+	repair                                       *redis.Script
+
+	budget  int64
+	cursors sync.Map // node -> cursor of its own share's scan (string)
 }
 
 var _ presence.Store = (*Store)(nil)
 
 // New returns a Store that uses rdb. It does not touch Redis.
 func New(rdb redis.UniversalClient, o Options) (*Store, error) {
-	if o.Prefix == "" {
-		o.Prefix = "{presence}"
-	}
 	if o.OnlineKey == "" {
 		o.OnlineKey = "online_users"
+	}
+	if o.Prefix == "" {
+		o.Prefix = defaultPrefix(o.OnlineKey)
 	}
 	if o.NodeTTL == 0 {
 		o.NodeTTL = 6 * time.Second
@@ -75,10 +94,21 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.NodeTTL < time.Millisecond {
 		return nil, fmt.Errorf("redisstore: node TTL %v too short", o.NodeTTL)
 	}
-	if !strings.Contains(o.Prefix, "{") || !strings.Contains(o.Prefix, "}") {
+	if hashTag(o.Prefix) == "" {
 		return nil, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
 	}
-	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow}
+	if o.Token == "" {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		o.Token = hex.EncodeToString(b)
+	}
+	if strings.Contains(o.Token, ":") {
+		return nil, fmt.Errorf("redisstore: lease token %q holds a colon", o.Token)
+	}
+	if o.RepairBudget <= 0 {
+		o.RepairBudget = 256
+	}
+	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, token: o.Token, budget: int64(o.RepairBudget)}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
@@ -86,6 +116,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	for name, dst := range map[string]**redis.Script{
 		"apply": &s.apply, "sync": &s.sync, "heartbeat": &s.heartbeat,
 		"leave": &s.leave, "counts": &s.counts, "nodes": &s.nodes,
+		"repair": &s.repair,
 	} {
 		src, err := luaFiles.ReadFile("lua/" + name + ".lua")
 		if err != nil {
@@ -96,7 +127,19 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	return s, nil
 }
 
-// keys returns the KEYS every script takes (see lua/lib.lua).
+// keys returns the KEYS every script takes (see lua/lib.lua). go-redis
+// routes a script by KEYS[1], and every key here shares the prefix's hash
+// tag, which by default is the slot of the online key itself.
+//
+// Some keys are named inside the scripts, at run time, and cannot be
+// listed here: the day's peak (<prefix>:peak:<day>, the day from Redis's
+// clock), and, when a heartbeat or a listing finds other nodes, their
+// <prefix>:node:<id> and <prefix>:nodeinfo:<id> keys. They are built from
+// the same prefix, so they hash to the same slot as KEYS[1]; Redis Cluster
+// serves a script's undeclared keys when they are in a slot of the node
+// running it, and these always are (a script without a shebang flag is
+// not held to its declared keys). TestOnCluster runs every script,
+// reaping included, on a real cluster.
 func (s *Store) keys(node string) []string {
 	p := s.prefix
 	return []string{
@@ -105,10 +148,16 @@ func (s *Store) keys(node string) []string {
 	}
 }
 
+// seq is how a node's sequence is stored: "<n>:<token>". The token makes
+// a sequence from another process with the same node id never match, so
+// apply.lua and heartbeat.lua answer RESYNC to it; sync.lua and
+// leave.lua read the owner from it (lease_owner in lib.lua).
+func (s *Store) seq(n uint64) string { return strconv.FormatUint(n, 10) + ":" + s.token }
+
 // Apply implements presence.Store.
 func (s *Store) Apply(ctx context.Context, b presence.Batch) (int64, error) {
 	args := make([]any, 0, 5+2*len(b.Deltas))
-	args = append(args, s.prefix, b.Node, strconv.FormatUint(b.Seq-1, 10), strconv.FormatUint(b.Seq, 10), b.Guests)
+	args = append(args, s.prefix, b.Node, s.seq(b.Seq-1), s.seq(b.Seq), b.Guests)
 	for _, d := range b.Deltas {
 		args = append(args, d.User, d.N)
 	}
@@ -126,13 +175,18 @@ func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
 		lost = s.window.Milliseconds()
 	}
 	args := make([]any, 0, 7+2*len(sh.Users))
-	args = append(args, s.prefix, sh.Node, strconv.FormatUint(sh.Seq, 10), s.ttl.Milliseconds(), sh.Guests, "", lost)
+	args = append(args, s.prefix, sh.Node, s.seq(sh.Seq), s.ttl.Milliseconds(), sh.Guests, "", lost)
 	for u, n := range sh.Users {
 		if n > 0 {
 			args = append(args, u, n)
 		}
 	}
 	n, err := s.sync.Run(ctx, s.rdb, s.keys(sh.Node), args...).Int64()
+	if rest, ok := strings.CutPrefix(fmt.Sprint(err), "TAKEN "); ok && err != nil {
+		lease, _, _ := strings.Cut(rest, " ")
+		ms, _ := strconv.ParseFloat(lease, 64)
+		return 0, fmt.Errorf("redisstore: sync: %w", &presence.NodeTakenError{Node: sh.Node, Lease: int64(ms)})
+	}
 	if err != nil {
 		return 0, wrap("sync", err)
 	}
@@ -147,13 +201,41 @@ func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInf
 		return fmt.Errorf("redisstore: heartbeat: %w", err)
 	}
 	err = s.heartbeat.Run(ctx, s.rdb, s.keys(info.ID),
-		s.prefix, info.ID, strconv.FormatUint(seq, 10), s.ttl.Milliseconds(), raw, s.window.Milliseconds()).Err()
+		s.prefix, info.ID, s.seq(seq), s.ttl.Milliseconds(), raw, s.window.Milliseconds()).Err()
 	return wrap("heartbeat", err)
 }
 
-// Leave implements presence.Store.
+// Leave implements presence.Store. It removes nothing when another
+// process owns the node id now.
 func (s *Store) Leave(ctx context.Context, node string) error {
-	return wrap("leave", s.leave.Run(ctx, s.rdb, s.keys(node), s.prefix, node).Err())
+	return wrap("leave", s.leave.Run(ctx, s.rdb, s.keys(node), s.prefix, node, s.token).Err())
+}
+
+// Repair implements presence.Repairer: it checks that Redis holds node's
+// share as the node holds it (users, connections and guests as of seq;
+// -1 skips a figure) and returns presence.ErrResync when it does not,
+// and it checks a bounded slice of the users hash against the sum of the
+// live shares, fixing the entries that differ (phantom users left by
+// evicted keys). It returns the number of users it fixed.
+func (s *Store) Repair(ctx context.Context, node string, seq uint64, users, conns, guests int64) (int64, error) {
+	cursor := "0"
+	if v, ok := s.cursors.Load(node); ok {
+		cursor = v.(string)
+	}
+	keys := append(s.keys(node), s.prefix+":repair")
+	res, err := s.repair.Run(ctx, s.rdb, keys, s.prefix, node, s.seq(seq), users, conns, guests, s.budget, cursor).Slice()
+	if err != nil {
+		return 0, wrap("repair", err)
+	}
+	if len(res) != 3 {
+		return 0, fmt.Errorf("redisstore: repair: unexpected reply %v", res)
+	}
+	s.cursors.Store(node, fmt.Sprint(res[1]))
+	fixed := toInt(res[0])
+	if toInt(res[2]) == 1 {
+		return fixed, fmt.Errorf("redisstore: repair: %w (the share in Redis differs from the node's connections)", presence.ErrResync)
+	}
+	return fixed, nil
 }
 
 // Counts implements presence.Reader. It returns presence.ErrNoData when
@@ -190,6 +272,11 @@ func (s *Store) Nodes(ctx context.Context) ([]presence.NodeInfo, error) {
 	if err != nil {
 		return nil, wrap("nodes", err)
 	}
+	return parseNodes(res)
+}
+
+// parseNodes reads the reply of nodes.lua.
+func parseNodes(res []any) ([]presence.NodeInfo, error) {
 	if len(res) == 0 {
 		return nil, fmt.Errorf("redisstore: nodes: empty reply")
 	}
@@ -215,10 +302,29 @@ func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	if refused(err) {
+		return fmt.Errorf("redisstore: %s: %w: %w", op, presence.ErrRefused, err)
+	}
+	if strings.HasPrefix(err.Error(), "TAKEN") {
+		return fmt.Errorf("redisstore: %s: %w (%s)", op, presence.ErrNodeTaken, err.Error())
+	}
 	if strings.HasPrefix(err.Error(), "RESYNC") {
 		return fmt.Errorf("redisstore: %s: %w (%s)", op, presence.ErrResync, err.Error())
 	}
 	return fmt.Errorf("redisstore: %s: %w", op, err)
+}
+
+// refused reports whether err is Redis refusing a write while it
+// answers: out of memory, a read-only replica, or a failed snapshot that
+// stops writes.
+func refused(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"OOM ", "READONLY ", "MISCONF "} {
+		if strings.HasPrefix(msg, p) || strings.Contains(msg, ": "+p) {
+			return true
+		}
+	}
+	return false
 }
 
 func toInt(v any) int64 {
@@ -233,24 +339,69 @@ func toInt(v any) int64 {
 }
 
 // External reads the online count that another program keeps in a plain
-// string key (PRESENCE_MODE=external). It writes nothing.
+// string key (PRESENCE_MODE=external). It never writes that key. What it
+// does write is presenced's own: each node's load figures under a lease
+// (Publish), so that connections are summed over every node, and the
+// day's peak of the count as presenced observed it.
 type External struct {
-	rdb redis.UniversalClient
-	key string
+	rdb    redis.UniversalClient
+	key    string
+	prefix string
+	ttl    time.Duration
+
+	beat, peak, nodes *redis.Script
 }
 
 var _ presence.Reader = (*External)(nil)
 
-// NewExternal returns a reader of key (zero means "online_users").
-func NewExternal(rdb redis.UniversalClient, key string) *External {
-	if key == "" {
-		key = "online_users"
-	}
-	return &External{rdb: rdb, key: key}
+// ExternalOptions configures an External. The zero value of each field
+// means the documented default.
+type ExternalOptions struct {
+	// Key is the counter's string key; zero means "online_users".
+	Key string
+	// Prefix starts presenced's own keys; zero means Key's hash tag, or
+	// Key itself as the tag ("{online_users}"), as for Options.Prefix.
+	Prefix string
+	// NodeTTL is how long a node's published load figures count; zero
+	// means 6s.
+	NodeTTL time.Duration
 }
 
-// Counts implements presence.Reader. Only Users is known; a negative value
-// (an INCR/DECR counter that drifted) is reported as 0.
+// NewExternal returns a reader of the counter o.Key.
+func NewExternal(rdb redis.UniversalClient, o ExternalOptions) *External {
+	if o.Key == "" {
+		o.Key = "online_users"
+	}
+	if o.Prefix == "" {
+		o.Prefix = defaultPrefix(o.Key)
+	}
+	if o.NodeTTL <= 0 {
+		o.NodeTTL = 6 * time.Second
+	}
+	e := &External{rdb: rdb, key: o.Key, prefix: o.Prefix, ttl: o.NodeTTL}
+	e.beat, e.peak, e.nodes = mustScript("ext_beat"), mustScript("ext_peak"), mustScript("nodes")
+	return e
+}
+
+// mustScript returns lua/<name>.lua with lua/lib.lua before it; the files
+// are embedded, so only a broken build can make it fail.
+func mustScript(name string) *redis.Script {
+	lib, err := luaFiles.ReadFile("lua/lib.lua")
+	if err != nil {
+		panic(err)
+	}
+	src, err := luaFiles.ReadFile("lua/" + name + ".lua")
+	if err != nil {
+		panic(err)
+	}
+	return redis.NewScript(string(lib) + "\n" + string(src))
+}
+
+// Counts implements presence.Reader: Users is the counter (a negative
+// value, from an INCR/DECR counter that drifted, is reported as 0);
+// Connections and Guests are the sums of every live node's published load
+// figures; PeakToday is the highest count presenced has read today (UTC).
+// Only the counter's read can fail it.
 func (e *External) Counts(ctx context.Context) (presence.Counts, error) {
 	n, err := e.rdb.Get(ctx, e.key).Int64()
 	if errors.Is(err, redis.Nil) {
@@ -259,11 +410,77 @@ func (e *External) Counts(ctx context.Context) (presence.Counts, error) {
 	if err != nil {
 		return presence.Counts{}, fmt.Errorf("redisstore: get %s: %w", e.key, err)
 	}
-	return presence.Counts{Users: max(n, 0)}, nil
+	c := presence.Counts{Users: max(n, 0), PeakToday: max(n, 0)}
+	day := time.Now().UTC().UnixMilli() / 86400000
+	if peak, err := e.peak.Run(ctx, e.rdb, []string{e.prefix + ":peak:" + strconv.FormatInt(day, 10)}, e.prefix, c.Users).Int64(); err == nil {
+		c.PeakToday = max(peak, c.Users)
+	}
+	if nodes, err := e.Nodes(ctx); err == nil {
+		for _, info := range nodes {
+			if info.Healthy {
+				c.Connections += info.Connections
+				c.Guests += info.Guests
+			}
+		}
+	}
+	return c, nil
 }
 
-// Nodes implements presence.Reader: an external counter knows no nodes.
-func (e *External) Nodes(context.Context) ([]presence.NodeInfo, error) { return nil, nil }
+// Publish implements presence.Publisher: it stores the node's load figures
+// for one lease.
+func (e *External) Publish(ctx context.Context, info presence.NodeInfo) error {
+	info.Healthy = false // set by readers, not stored
+	raw, err := json.Marshal(info)
+	if err != nil {
+		return fmt.Errorf("redisstore: publish: %w", err)
+	}
+	keys := []string{e.prefix + ":nodes", e.prefix + ":nodeinfo:" + info.ID}
+	if err := e.beat.Run(ctx, e.rdb, keys, e.prefix, info.ID, e.ttl.Milliseconds(), raw).Err(); err != nil {
+		return wrap("publish", err)
+	}
+	return nil
+}
+
+// Nodes implements presence.Reader: the nodes that published load
+// figures within their lease.
+func (e *External) Nodes(ctx context.Context) ([]presence.NodeInfo, error) {
+	res, err := e.nodes.Run(ctx, e.rdb, []string{e.prefix + ":nodes"}, e.prefix).Slice()
+	if err != nil {
+		return nil, wrap("nodes", err)
+	}
+	return parseNodes(res)
+}
+
+// Claim reports whether this caller is the first to claim name in the
+// cluster (SET NX); the claim lasts ttl. It elects one node for a chore,
+// such as the user stats of one refresh period.
+func (s *Store) Claim(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.prefix+":claim:"+name, "1", ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: claim %s: %w", name, err)
+	}
+	return ok, nil
+}
+
+// PutShared stores v under name for ttl, for the other nodes to read.
+func (s *Store) PutShared(ctx context.Context, name string, v []byte, ttl time.Duration) error {
+	if err := s.rdb.Set(ctx, s.prefix+":shared:"+name, v, ttl).Err(); err != nil {
+		return fmt.Errorf("redisstore: share %s: %w", name, err)
+	}
+	return nil
+}
+
+// GetShared returns what PutShared stored under name, or nil.
+func (s *Store) GetShared(ctx context.Context, name string) ([]byte, error) {
+	v, err := s.rdb.Get(ctx, s.prefix+":shared:"+name).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: read shared %s: %w", name, err)
+	}
+	return v, nil
+}
 
 // ClaimMinute elects one node per minute for cluster-wide chores such as
 // writing the history point: the first caller for minute t wins.
@@ -274,4 +491,27 @@ func (s *Store) ClaimMinute(ctx context.Context, t time.Time) (bool, error) {
 		return false, fmt.Errorf("redisstore: claim minute: %w", err)
 	}
 	return ok, nil
+}
+
+// hashTag returns the part of key Redis Cluster hashes when it has one: the
+// bytes between the first "{" and the next "}", if any; "" when none.
+func hashTag(key string) string {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return ""
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	if end <= 0 {
+		return ""
+	}
+	return key[open+1 : open+1+end]
+}
+
+// defaultPrefix is the prefix whose hash tag puts every key in the slot of
+// onlineKey: onlineKey's own tag, or onlineKey itself as the tag.
+func defaultPrefix(onlineKey string) string {
+	if tag := hashTag(onlineKey); tag != "" {
+		return "{" + tag + "}"
+	}
+	return "{" + onlineKey + "}"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,7 +161,7 @@ func TestExternal(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
-	e := redisstore.NewExternal(rdb, "ext_online")
+	e := redisstore.NewExternal(rdb, redisstore.ExternalOptions{Key: "ext_online", Prefix: "{ext}", NodeTTL: 300 * time.Millisecond})
 	if _, err := e.Counts(ctx(t)); !errors.Is(err, presence.ErrNoData) {
 		t.Fatalf("Counts of a missing key: %v, want ErrNoData", err)
 	}
@@ -171,8 +172,45 @@ func TestExternal(t *testing.T) {
 			t.Fatalf("SET %s: Counts = %+v, %v; want %d", in, c, err, want)
 		}
 	}
-	if keys := rdb.Keys(ctx(t), "*").Val(); len(keys) != 1 {
-		t.Fatalf("external reader wrote keys: %v", keys)
+
+	// The day's peak is what presenced observed, not the current value.
+	rdb.Set(ctx(t), "ext_online", "20", 0)
+	if c, err := e.Counts(ctx(t)); err != nil || c.Users != 20 || c.PeakToday != 50 {
+		t.Fatalf("Counts after 50 then 20 = %+v, %v; want users 20, peak 50", c, err)
+	}
+	// ... shared by every node reading the counter.
+	other := redisstore.NewExternal(rdb, redisstore.ExternalOptions{Key: "ext_online", Prefix: "{ext}", NodeTTL: 300 * time.Millisecond})
+	if c, err := other.Counts(ctx(t)); err != nil || c.PeakToday != 50 {
+		t.Fatalf("another node's Counts = %+v, %v; want peak 50", c, err)
+	}
+
+	// Connections are the sum of every live node's load figures.
+	for _, info := range []presence.NodeInfo{{ID: "a", Connections: 7, Guests: 2, Users: 4}, {ID: "b", Connections: 5, Guests: 1, Users: 5}} {
+		if err := e.Publish(ctx(t), info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := e.Counts(ctx(t)); err != nil || c.Users != 20 || c.Connections != 12 || c.Guests != 3 {
+		t.Fatalf("Counts with two nodes = %+v, %v; want users 20 (the counter), connections 12, guests 3", c, err)
+	}
+	nodes, err := other.Nodes(ctx(t))
+	if err != nil || len(nodes) != 2 || !nodes[0].Healthy {
+		t.Fatalf("Nodes = %+v, %v; want a and b, healthy", nodes, err)
+	}
+	time.Sleep(400 * time.Millisecond) // b stops publishing
+	if err := e.Publish(ctx(t), presence.NodeInfo{ID: "a", Connections: 7, Guests: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.Counts(ctx(t)); err != nil || c.Connections != 7 {
+		t.Fatalf("Counts after b's lease ran out = %+v, %v; want connections 7", c, err)
+	}
+	if got := rdb.Get(ctx(t), "ext_online").Val(); got != "20" {
+		t.Fatalf("ext_online = %s, want 20 untouched", got)
+	}
+	for _, k := range rdb.Keys(ctx(t), "*").Val() {
+		if k != "ext_online" && !strings.HasPrefix(k, "{ext}:") {
+			t.Fatalf("external reader wrote key %q outside its prefix", k)
+		}
 	}
 }
 
@@ -213,5 +251,172 @@ func TestCountExpiresWhenEveryNodeIsGone(t *testing.T) {
 	}
 	if _, err := s.Counts(ctx(t)); !errors.Is(err, presence.ErrNoData) {
 		t.Fatalf("Counts = %v, want ErrNoData", err)
+	}
+}
+
+// openWith returns a second store on the keys of an existing one (same
+// prefix and online key), as another process would open them.
+func openWith(tb testing.TB, srv *testenv.Redis, prefix, online string, ttl time.Duration) *redisstore.Store {
+	tb.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	tb.Cleanup(func() { rdb.Close() })
+	s, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OnlineKey: online, NodeTTL: ttl, RecoveryWindow: time.Millisecond})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// TestDuplicateNodeIDRefused: a second process (a second Store, with its
+// own lease token) that uses a live node id is refused and changes
+// nothing; once the first one's lease has expired the id is free, and
+// the first one can no longer write, or remove, the new owner's share.
+func TestDuplicateNodeIDRefused(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ttl := 300 * time.Millisecond
+	a, rdb, p, online := mustOpen(t, srv, ttl, time.Millisecond)
+	b := openWith(t, srv, p, online, ttl)
+	if _, err := a.Sync(ctx(t), presence.Share{Node: "web-1", Seq: 1, Users: map[string]int64{"alice": 1, "bob": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.Sync(ctx(t), presence.Share{Node: "web-1", Seq: 1, Users: map[string]int64{"carol": 1}})
+	if !errors.Is(err, presence.ErrNodeTaken) {
+		t.Fatalf("second process's Sync of a live id: err = %v, want ErrNodeTaken", err)
+	}
+	if err := b.Leave(ctx(t), "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Apply(ctx(t), presence.Batch{Node: "web-1", Seq: 2, Deltas: []presence.Delta{{User: "dave", N: 1}}}); !errors.Is(err, presence.ErrResync) {
+		t.Fatalf("second process's Apply with the first one's sequence: err = %v, want ErrResync", err)
+	}
+	if err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "web-1"}); err != nil {
+		t.Fatalf("first process's Heartbeat after the refusal: %v", err)
+	}
+	if got := rdb.HGetAll(ctx(t), p+":node:web-1").Val(); len(got) != 2 || got["alice"] != "1" || got["bob"] != "1" {
+		t.Fatalf("share of web-1 = %v, want the first process's alice and bob", got)
+	}
+	if c, _ := a.Counts(ctx(t)); c.Users != 2 {
+		t.Fatalf("users = %d, want 2", c.Users)
+	}
+
+	// The first process stops heartbeating (paused, or killed without
+	// leaving): after its lease the id is free.
+	time.Sleep(ttl + 100*time.Millisecond)
+	if _, err := b.Sync(ctx(t), presence.Share{Node: "web-1", Seq: 1, Users: map[string]int64{"carol": 1}}); err != nil {
+		t.Fatalf("Sync of an id whose lease expired: %v", err)
+	}
+	if err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "web-1"}); !errors.Is(err, presence.ErrResync) {
+		t.Fatalf("old owner's Heartbeat: err = %v, want ErrResync", err)
+	}
+	if _, err := a.Sync(ctx(t), presence.Share{Node: "web-1", Seq: 2, Users: map[string]int64{"alice": 1}}); !errors.Is(err, presence.ErrNodeTaken) {
+		t.Fatalf("old owner's Sync: err = %v, want ErrNodeTaken", err)
+	}
+	if err := a.Leave(ctx(t), "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := b.Counts(ctx(t)); c.Users != 1 {
+		t.Fatalf("users = %d after the old owner's Leave, want the new owner's 1", c.Users)
+	}
+	if err := b.Leave(ctx(t), "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := b.Counts(ctx(t)); c.Users != 0 {
+		t.Fatalf("users = %d after the owner's Leave, want 0", c.Users)
+	}
+}
+
+// TestRepairAfterEviction: keys evicted under an allkeys-* policy (here
+// deleted by hand) leave phantom users in the users hash. Repair finds a
+// node's share that differs from what the node holds (ErrResync) and
+// fixes the users hash from the shares, a bounded slice per call.
+func TestRepairAfterEviction(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	s, rdb, p, online := mustOpen(t, srv, time.Minute, time.Millisecond)
+	a := map[string]int64{}
+	for i := range 40 {
+		a[fmt.Sprint("a-", i)] = 1
+	}
+	a["both"] = 2
+	b := map[string]int64{"both": 1, "b-1": 1, "b-2": 3}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 1, Users: a}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "b", Seq: 1, Users: b, Guests: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing to fix in a healthy store.
+	if fixed, err := s.Repair(ctx(t), "a", 1, int64(len(a)), 42, 0); err != nil || fixed != 0 {
+		t.Fatalf("Repair of a healthy store = %d, %v; want 0, nil", fixed, err)
+	}
+
+	// Node a's whole share is evicted, and one field of b's.
+	rdb.Del(ctx(t), p+":node:a")
+	rdb.HDel(ctx(t), p+":node:b", "b-2")
+	if got := rdb.HLen(ctx(t), p+":users").Val(); got != 43 {
+		t.Fatalf("users hash holds %d users after the eviction, want the 43 phantoms and real ones", got)
+	}
+	if _, err := s.Repair(ctx(t), "a", 1, int64(len(a)), 42, 0); !errors.Is(err, presence.ErrResync) {
+		t.Fatalf("Repair by a node whose share was evicted: err = %v, want ErrResync", err)
+	}
+	if _, err := s.Repair(ctx(t), "b", 1, int64(len(b)), 6, 1); !errors.Is(err, presence.ErrResync) {
+		t.Fatalf("Repair by a node that lost a field: err = %v, want ErrResync", err)
+	}
+	// The users hash converges on the shares' sum, whoever repairs.
+	for i := 0; ; i++ {
+		fixed, err := s.Repair(ctx(t), "c", 0, -1, -1, -1)
+		if err != nil && !errors.Is(err, presence.ErrResync) {
+			t.Fatal(err)
+		}
+		if got := rdb.HGetAll(ctx(t), p+":users").Val(); len(got) == 2 && got["both"] == "1" && got["b-1"] == "1" {
+			break
+		}
+		if i > 200 {
+			t.Fatalf("users hash not repaired after %d calls (last fixed %d): %v", i, fixed, rdb.HGetAll(ctx(t), p+":users").Val())
+		}
+	}
+	if got := rdb.Get(ctx(t), online).Val(); got != "2" {
+		t.Fatalf("%s = %s after repair, want 2 (both, b-1)", online, got)
+	}
+	// The nodes rewrite their shares, as the trackers do on ErrResync.
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 2, Users: a}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "b", Seq: 2, Users: b, Guests: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if _, err := s.Repair(ctx(t), "a", 2, int64(len(a)), 42, 0); err != nil {
+			t.Fatalf("Repair after the rewrite: %v", err)
+		}
+	}
+	c, err := s.Counts(ctx(t))
+	if err != nil || c.Users != 43 || c.Connections != 42+6 {
+		t.Fatalf("Counts after repair and rewrite = %+v, %v; want 43 users, 48 connections", c, err)
+	}
+	if got := rdb.HGet(ctx(t), p+":users", "both").Val(); got != "3" {
+		t.Fatalf("users[both] = %s, want 3", got)
+	}
+}
+
+// TestRepairFindsUsersEvictedFromTheSums: a user missing from the users
+// hash while a share holds it is put back by the owning node's repair.
+func TestRepairFindsUsersEvictedFromTheSums(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	s, rdb, p, online := mustOpen(t, srv, time.Minute, time.Millisecond)
+	share := map[string]int64{"x": 1, "y": 2}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 1, Users: share}); err != nil {
+		t.Fatal(err)
+	}
+	rdb.HDel(ctx(t), p+":users", "y")
+	for range 5 {
+		if _, err := s.Repair(ctx(t), "a", 1, 2, 3, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := rdb.HGet(ctx(t), p+":users", "y").Val(); got != "2" {
+		t.Fatalf("users[y] = %q after repair, want 2", got)
+	}
+	if got := rdb.Get(ctx(t), online).Val(); got != "2" {
+		t.Fatalf("%s = %s, want 2", online, got)
 	}
 }

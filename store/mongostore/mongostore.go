@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
@@ -62,6 +63,9 @@ type Options struct {
 	// calls fail with store.ErrUnavailable until it can, and the index is
 	// ensured in the background. Without it, Open fails.
 	StartUnavailable bool
+	// Monitor, when set, sees every command the driver sends (tests use
+	// it to check which queries reach the server).
+	Monitor *event.CommandMonitor
 }
 
 // Store is a store.Store on MongoDB. It is safe for concurrent use.
@@ -108,10 +112,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		o.Database = DefaultDatabase
 	}
 
-	client, err := mongo.Connect(options.Client().
+	copts := options.Client().
 		ApplyURI(o.URI).
 		SetConnectTimeout(connectTimeout).
-		SetServerSelectionTimeout(connectTimeout))
+		SetServerSelectionTimeout(connectTimeout)
+	if o.Monitor != nil {
+		copts.SetMonitor(o.Monitor)
+	}
+	client, err := mongo.Connect(copts)
 	if err != nil {
 		return nil, fmt.Errorf("mongostore: open: %w", wrapErr(err))
 	}
@@ -164,7 +172,7 @@ func (s *Store) ensureIndexLater() {
 }
 
 // ensureIndex creates the index on lastSeenAt that SeenSince and the
-// active-user count use.
+// active-user count use, and the users collection's index on createdAt.
 func (s *Store) ensureIndex(ctx context.Context) error {
 	// presence_history needs no index: its _id is the minute.
 	_, err := s.lastSeen.Indexes().CreateOne(ctx, mongo.IndexModel{
@@ -181,7 +189,26 @@ func (s *Store) ensureIndex(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mongostore: open: create index on %s.lastSeenAt: %w", LastSeenCollection, wrapErr(err))
 	}
+	s.ensureUsersIndex(ctx)
 	return nil
+}
+
+// ensureUsersIndex creates the index on createdAt that the count of new
+// users today needs. The users collection is the app's: an index that
+// cannot be made (no createIndex right, say) is a warning, not a failure,
+// and an index on createdAt under another name serves as well.
+func (s *Store) ensureUsersIndex(ctx context.Context) {
+	_, err := s.users.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "createdAt", Value: 1}},
+		Options: options.Index().SetName("createdAt_1"),
+	})
+	var ce mongo.CommandError
+	if errors.As(err, &ce) && (ce.Code == 85 || ce.Code == 86) {
+		return
+	}
+	if err != nil {
+		s.log.Warn("mongostore: no index on createdAt in the users collection; counting today's new users scans it", "collection", s.users.Name(), "err", err)
+	}
 }
 
 // Kind returns "mongodb".
@@ -200,9 +227,9 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) UserStats(ctx context.Context, now time.Time) (store.UserStats, error) {
 	var st store.UserStats
 	var err error
-	// A plain count of everything: FerretDB v1 answers count() with an empty
-	// filter without decoding each document.
-	if st.TotalUsers, err = s.users.CountDocuments(ctx, bson.D{}); err != nil {
+	// The estimated count is read from the collection's metadata; an exact
+	// CountDocuments would scan every document.
+	if st.TotalUsers, err = s.users.EstimatedDocumentCount(ctx); err != nil {
 		return store.UserStats{}, fmt.Errorf("mongostore: user stats: count users: %w", wrapErr(err))
 	}
 	today := bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gte", Value: store.StartOfDayUTC(now)}}}}

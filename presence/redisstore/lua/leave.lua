@@ -3,10 +3,15 @@
 -- KEYS: as in lib.lua.
 -- ARGV[1] key prefix
 -- ARGV[2] node id
+-- ARGV[3] the leaving process's lease token: the share is kept when
+--         another process owns the node id now
 --
 -- Returns the number of online users.
 
 local now = now_ms()
-drop_node(ARGV[1], ARGV[2])
+local held = redis.call('HGET', KEYS[5], ARGV[2])
+if not held or lease_owner(held) == ARGV[3] then
+  drop_node(ARGV[1], ARGV[2])
+end
 touch_epoch(now, 0)
 return publish(ARGV[1], now)

@@ -6,7 +6,8 @@
 --   KEYS[2]  <prefix>:users     HASH user -> connections on all live nodes
 --   KEYS[3]  <prefix>:conns     HASH node -> connections on the node (guests included)
 --   KEYS[4]  <prefix>:guests    HASH node -> guest connections on the node
---   KEYS[5]  <prefix>:seq       HASH node -> sequence of the node's last applied write
+--   KEYS[5]  <prefix>:seq       HASH node -> "<sequence>:<token>" of the node's last applied
+--                               write; the token names the process that owns the lease
 --   KEYS[6]  online_users       STRING number of online users (HLEN of KEYS[2]);
 --                               expires 2 leases after the last heartbeat of any node
 --   KEYS[7]  <prefix>:epoch     HASH created -> when this data set began (ms),
@@ -72,4 +73,10 @@ local function publish(prefix, now)
     redis.call('SET', pk, online, 'EX', PEAK_TTL)
   end
   return online
+end
+
+-- lease_owner returns the process token of a stored sequence
+-- ("<sequence>:<token>"), or '' when it has none.
+local function lease_owner(seq)
+  return string.match(seq or '', ':(.*)$') or ''
 end

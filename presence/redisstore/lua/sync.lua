@@ -5,7 +5,7 @@
 -- KEYS: as in lib.lua.
 -- ARGV[1] key prefix
 -- ARGV[2] node id
--- ARGV[3] the node's sequence after this sync
+-- ARGV[3] the node's sequence after this sync, "<sequence>:<token>"
 -- ARGV[4] lease length in ms
 -- ARGV[5] the node's guest connections
 -- ARGV[6] the node's load figures (JSON), or "" to leave them unset
@@ -13,11 +13,20 @@
 --         data set means Redis lost data), else 0
 -- ARGV[8], ARGV[9], ... pairs of user id, that user's connections (> 0)
 --
--- Returns the number of online users.
+-- Returns the number of online users, or the error "TAKEN <lease expiry
+-- ms> ..." without writing anything when another process (another
+-- token) holds a live lease on the node id.
 
 local prefix, node = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[4])
 local now = now_ms()
+local held = redis.call('HGET', KEYS[5], node)
+if held and lease_owner(held) ~= lease_owner(ARGV[3]) then
+  local lease = redis.call('ZSCORE', KEYS[1], node)
+  if lease and tonumber(lease) > now then
+    return redis.error_reply('TAKEN ' .. lease .. ' node id ' .. node .. ' is held by another live process')
+  end
+end
 touch_epoch(now, tonumber(ARGV[7]))
 
 -- Take the old share out of the sums.
