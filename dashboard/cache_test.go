@@ -12,15 +12,53 @@ import (
 	"github.com/presenced/presenced/presence/memstore"
 )
 
-// countingReader counts the reads that reach the presence store.
+// countingReader counts the reads that reach the presence store; each
+// takes delay.
 type countingReader struct {
 	*memstore.Store
 	reads atomic.Int64
+	delay time.Duration
 }
 
 func (c *countingReader) Counts(ctx context.Context) (presence.Counts, error) {
 	c.reads.Add(1)
+	time.Sleep(c.delay)
 	return c.Store.Counts(ctx)
+}
+
+// TestCountsReadShared: without CountsMaxAge (the default) requests that
+// arrive while a read of the presence store is in flight share it, and a
+// request that comes after it sees any change made since: the answer is
+// never older than one read.
+func TestCountsReadShared(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	mem := memstore.New(time.Hour, nil)
+	reader := &countingReader{Store: mem, delay: 50 * time.Millisecond}
+	svc := startService(t, dashboard.Options{Presence: reader, Source: "memory", Store: mustOpenSQLite(t)})
+	svc.Overview(ctx)
+
+	before := reader.reads.Load()
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() { svc.Overview(ctx) })
+	}
+	wg.Wait()
+	if n := reader.reads.Load() - before; n > 5 {
+		t.Fatalf("50 concurrent overviews read the store %d times, want them to share a few reads", n)
+	}
+	for i := range 3 {
+		users := map[string]int64{}
+		for u := range i + 1 {
+			users[string(rune('a'+u))] = 1
+		}
+		if _, err := mem.Sync(ctx, presence.Share{Node: "other", Seq: uint64(i + 1), Users: users}); err != nil {
+			t.Fatal(err)
+		}
+		if o := svc.Overview(ctx); o.OnlineUsers != int64(i+1) {
+			t.Fatalf("overview right after another node's change = %d users, want %d", o.OnlineUsers, i+1)
+		}
+	}
 }
 
 // TestCountsCacheShared: with CountsMaxAge the node's requests share one

@@ -60,10 +60,11 @@ type Options struct {
 	LocalNode func() presence.NodeInfo
 	// ReadBudget caps the wait for the presence store; zero means 150ms.
 	ReadBudget time.Duration
-	// CountsMaxAge is how long counts read from the presence store are
-	// shared by later requests of this node (one read in flight at a time
-	// serves every request waiting for it); zero reads for every request.
-	// A write by Tracker drops them at once.
+	// CountsMaxAge is how long counts read from the presence store may be
+	// served to later requests of this node; a write by Tracker drops
+	// them at once. Zero serves each request from a read that was in
+	// flight when it arrived or that it starts itself: never older than
+	// one round trip.
 	CountsMaxAge time.Duration
 	// StatsRefresh is how often user totals are recounted; zero means 10s.
 	StatsRefresh time.Duration
@@ -288,62 +289,66 @@ func (s *Service) waitFilled(ctx context.Context) {
 	}
 }
 
-// countsCache holds the last counts read from the presence store (see
-// Options.CountsMaxAge). Its fields are guarded by Service.mu.
+// countsCache holds the last counts read from the presence store and the
+// read in flight (see Options.CountsMaxAge). Its fields are guarded by
+// Service.mu.
 type countsCache struct {
 	c        presence.Counts
 	err      error
 	at       time.Time // when the read started
 	writes   uint64    // Tracker.Writes when the read started
 	ok       bool
-	inflight chan struct{} // closed when the read in flight ends
+	inflight *countsRead // the read in flight, nil when none
 }
 
-// counts reads the presence store within the budget, or answers from the
-// cache when its counts are young enough and this node has written
-// nothing since.
+// countsRead is one read of the presence store, shared by every request
+// that arrives while it runs.
+type countsRead struct {
+	done chan struct{} // closed when c and err are set
+	c    presence.Counts
+	err  error
+}
+
+// counts reads the presence store within the budget. Requests that arrive
+// while a read is in flight share its answer instead of sending their own
+// (under load the store is read once per round trip, not once per
+// request); with CountsMaxAge, counts young enough are served from cache
+// as long as this node has written nothing since.
 func (s *Service) counts(ctx context.Context) (presence.Counts, error) {
-	if s.o.CountsMaxAge <= 0 {
-		rctx, cancel := context.WithTimeout(ctx, s.o.ReadBudget)
-		defer cancel()
-		return s.o.Presence.Counts(rctx)
+	var writes uint64
+	if s.o.Tracker != nil {
+		writes = s.o.Tracker.Writes()
 	}
-	for {
-		var writes uint64
-		if s.o.Tracker != nil {
-			writes = s.o.Tracker.Writes()
-		}
-		now := time.Now()
-		s.mu.Lock()
-		cc := &s.cache
-		if cc.ok && cc.writes == writes && now.Sub(cc.at) < s.o.CountsMaxAge {
-			c, err := cc.c, cc.err
-			s.mu.Unlock()
-			return c, err
-		}
-		if ch := cc.inflight; ch != nil {
-			s.mu.Unlock()
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return presence.Counts{}, ctx.Err()
-			}
-		}
-		ch := make(chan struct{})
-		cc.inflight = ch
-		s.mu.Unlock()
-		// The read serves every request waiting on it: one request
-		// going away must not cancel it.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.ReadBudget)
-		c, err := s.o.Presence.Counts(rctx)
-		cancel()
-		s.mu.Lock()
-		*cc = countsCache{c: c, err: err, at: now, writes: writes, ok: true}
-		close(ch)
+	now := time.Now()
+	s.mu.Lock()
+	cc := &s.cache
+	if s.o.CountsMaxAge > 0 && cc.ok && cc.writes == writes && now.Sub(cc.at) < s.o.CountsMaxAge {
+		c, err := cc.c, cc.err
 		s.mu.Unlock()
 		return c, err
 	}
+	if f := cc.inflight; f != nil {
+		s.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.c, f.err
+		case <-ctx.Done():
+			return presence.Counts{}, ctx.Err()
+		}
+	}
+	f := &countsRead{done: make(chan struct{})}
+	cc.inflight = f
+	s.mu.Unlock()
+	// The read serves every request waiting on it: one request going
+	// away must not cancel it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.ReadBudget)
+	f.c, f.err = s.o.Presence.Counts(rctx)
+	cancel()
+	s.mu.Lock()
+	*cc = countsCache{c: f.c, err: f.err, at: now, writes: writes, ok: true}
+	s.mu.Unlock()
+	close(f.done)
+	return f.c, f.err
 }
 
 // online reads the counts from the presence store within the budget, or

@@ -7,9 +7,8 @@ import (
 )
 
 // StreamEvery is how often the shared stream poller recomputes the
-// overview while anyone is subscribed. With the counts cache (at most
-// 100 ms old, dropped on this node's own writes) a change shows on the
-// stream within about this long.
+// overview while anyone is subscribed: a change shows on the stream within
+// about this long.
 const StreamEvery = 50 * time.Millisecond
 
 // StreamMaxEvents is how many changes the stream sends in any one second,

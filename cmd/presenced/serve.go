@@ -166,7 +166,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	dash := dashboard.New(dashboard.Options{
 		Presence: reader, Source: source, External: cfg.PresenceMode == "external" && cfg.RedisURL != "", Store: ds, Tracker: tracker, Redis: probe,
 		LocalNode:    tracker.NodeInfo,
-		CountsMaxAge: 100 * time.Millisecond, // shared by the node's requests; BENCHMARKS.md
 		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log, Shared: shared,
 	})
 	history := &dashboard.HistoryRecorder{Presence: reader, Store: ds, Logger: log}
