@@ -122,9 +122,9 @@ func checkLoopback(flagName, host string) error {
 // and answering pings, for --hold or until ctx is done, churning them
 // meanwhile if asked (--churn-rate), then closes them and prints a table.
 //
-// The client side is kept cheap (a goroutine, a 256-byte read buffer and
-// pooled write buffers per connection) so that it does not starve the
-// server it measures of the machine's two cores.
+// The client side is kept cheap (a goroutine and a 512-byte read buffer
+// per connection, see bench_ws.go) so that it does not starve the server
+// it measures of the machine's two cores.
 func runBenchConn(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	o, err := parseBenchFlags(args, getenv, stderr)
 	if err != nil {
@@ -140,8 +140,8 @@ func runBenchConn(ctx context.Context, args []string, getenv func(string) string
 		}
 		return runPollingBench(ctx, o, target, stdout)
 	}
-	if err != nil || (target.Scheme != "ws" && target.Scheme != "wss") || target.Host == "" {
-		return usageError{fmt.Sprintf("bench: --url %q is not a ws:// or wss:// URL", o.url)}
+	if err != nil || target.Scheme != "ws" || target.Host == "" {
+		return usageError{fmt.Sprintf("bench: --url %q is not a ws:// URL (the bench client speaks no TLS)", o.url)}
 	}
 	if err := checkLoopback("--url", target.Hostname()); err != nil {
 		return err

@@ -59,7 +59,7 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 	}
 	target, err := url.Parse(o.url)
 	switch {
-	case err != nil || (target.Scheme != "ws" && target.Scheme != "wss") || target.Host == "":
+	case err != nil || target.Scheme != "ws" || target.Host == "":
 		return usageError{fmt.Sprintf("bench freshness: --url %q is not a ws:// URL", o.url)}
 	case o.transport != "ws" && o.transport != "socketio":
 		return usageError{fmt.Sprintf("bench freshness: --transport %q: want ws or socketio", o.transport)}
