@@ -50,6 +50,7 @@ type Config struct {
 	BatchMax               int            // PRESENCE_BATCH_MAX: users per Redis script call
 	LastSeenInterval       time.Duration  // LAST_SEEN_INTERVAL: how often last-seen times are written to the data store
 	StatsRefresh           time.Duration  // STATS_REFRESH_INTERVAL: how often cached data-store totals are refreshed
+	StatsTimezone          *time.Location // STATS_TIMEZONE: the zone whose midnight starts "today" (peak, new users)
 	AllowAnonymous         bool           // ALLOW_ANONYMOUS: accept WebSocket connections without a token
 	MaxConnsPerIP          int            // MAX_CONNS_PER_IP: 0 means no limit
 	ConnectRatePerIP       int            // CONNECT_RATE_PER_IP: new WebSocket connections per second per client address, burst twice that; 0 means no limit
@@ -75,6 +76,9 @@ type Config struct {
 	LogFormat              string         // LOG_FORMAT: "text" or "json"
 	LogLevel               string         // LOG_LEVEL: "debug", "info", "warn" or "error"
 	ShutdownTimeout        time.Duration  // SHUTDOWN_TIMEOUT: graceful stop budget
+	APIKey                 string         // API_KEY: the app backend's key for POST /api/presence/status (secret)
+	WebhookURL             string         // WEBHOOK_URL: receives online/offline events; "" sends none
+	WebhookSecret          string         // WEBHOOK_SECRET: HMAC-SHA256 key of webhook batches (secret)
 }
 
 // Error reports one invalid variable. Value is the offending value with

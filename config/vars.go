@@ -254,7 +254,7 @@ func baseSpecs() []spec {
 		},
 		{
 			name: "LAST_SEEN_INTERVAL", def: "30s",
-			desc:   "connected users' last-seen times are rewritten this often; the fallback count is users seen within two intervals; at least 1s",
+			desc:   "connected users' last-seen times are rewritten this often (those written within half an interval are skipped); the fallback count is users seen within two intervals; at least 1s",
 			parse:  durationVar(func(c *Config) *time.Duration { return &c.LastSeenInterval }, time.Second, 0),
 			format: func(c Config) string { return c.LastSeenInterval.String() },
 		},
@@ -263,6 +263,19 @@ func baseSpecs() []spec {
 			desc:   "how often cached data-store totals are refreshed, at least 10ms",
 			parse:  durationVar(func(c *Config) *time.Duration { return &c.StatsRefresh }, 10*time.Millisecond, 0),
 			format: func(c Config) string { return c.StatsRefresh.String() },
+		},
+		{
+			name: "STATS_TIMEZONE", def: "UTC",
+			desc: `IANA time zone, e.g. Europe/Berlin, whose midnight starts "today" for peakOnlineToday and newUsersToday; every node must use the same`,
+			parse: func(c *Config, v string) string {
+				loc, err := time.LoadLocation(v)
+				if err != nil || v == "" || v == "Local" {
+					return "must be an IANA time zone name such as UTC or Europe/Berlin"
+				}
+				c.StatsTimezone = loc
+				return ""
+			},
+			format: func(c Config) string { return c.StatsTimezone.String() },
 		},
 		{
 			name: "ALLOW_ANONYMOUS", def: "false",
@@ -313,7 +326,7 @@ func baseSpecs() []spec {
 			format: func(c Config) string { return c.IdleTimeout.String() },
 		},
 		{
-			name: "WS_MAX_MESSAGE_BYTES", def: "4096",
+			name: "WS_MAX_MESSAGE_BYTES", def: "32768",
 			desc:   "largest client message accepted, 64-16777216 bytes",
 			parse:  intVar(func(c *Config) *int { return &c.MaxMessageBytes }, 64, 16<<20, "must be an integer 64-16777216"),
 			format: func(c Config) string { return strconv.Itoa(c.MaxMessageBytes) },
@@ -472,6 +485,42 @@ func baseSpecs() []spec {
 			desc:   "how long a graceful stop may take, 1s-60s",
 			parse:  durationVar(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, time.Second, time.Minute),
 			format: func(c Config) string { return c.ShutdownTimeout.String() },
+		},
+		{
+			name: "API_KEY", def: "", secret: true,
+			desc:   "key the app's backend sends (Authorization: Bearer or X-API-Key) to POST /api/presence/status; admin credentials work too",
+			parse:  secretVar(func(c *Config) *string { return &c.APIKey }),
+			format: func(c Config) string { return c.APIKey },
+		},
+		{
+			name: "WEBHOOK_URL", def: "", url: true,
+			desc: "http(s) URL that receives online/offline events in signed batches; unset sends none",
+			parse: func(c *Config, v string) string {
+				if v == "" {
+					return ""
+				}
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+					return "must be an http:// or https:// URL with a host"
+				}
+				if c.PresenceMode == "external" {
+					return "not available with PRESENCE_MODE=external: another program keeps the count, so presenced sees no online/offline transitions"
+				}
+				c.WebhookURL = v
+				return ""
+			},
+			format: func(c Config) string { return c.WebhookURL },
+		},
+		{
+			name: "WEBHOOK_SECRET", def: "", secret: true,
+			desc: "HMAC-SHA256 key signing webhook batches (X-Presenced-Signature); required with WEBHOOK_URL, at least 16 characters",
+			parse: func(c *Config, v string) string {
+				if c.WebhookURL != "" && len(v) < 16 {
+					return "required with WEBHOOK_URL: at least 16 characters"
+				}
+				return secretVar(func(c *Config) *string { return &c.WebhookSecret })(c, v)
+			},
+			format: func(c Config) string { return c.WebhookSecret },
 		},
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/presenced/presenced/presence"
@@ -78,6 +79,9 @@ type Options struct {
 	LastSeenInterval time.Duration
 	Now              func() time.Time
 	Logger           *slog.Logger
+	// Location is STATS_TIMEZONE: its midnight starts "today" for the new
+	// users; nil means UTC.
+	Location *time.Location
 }
 
 // Overview is GET /api/admin/dashboard/overview. FallbackScope is set
@@ -140,6 +144,20 @@ type Service struct {
 
 	streamOnce sync.Once
 	stream     *Stream
+
+	statsFailing bool // the last user-stats refresh failed and was logged; Run's goroutine only
+
+	fallbacks    atomic.Int64 // online counts answered from the data store
+	staleAnswers atomic.Int64 // online counts answered from the last good value (or local counts)
+}
+
+// Fallbacks returns how many times the online count was answered from the
+// data store's fallback, and how many from the last good value marked
+// stale, because the presence store failed, was slow or was rebuilding.
+// The event streams' poller asks four times a second while a stream is
+// open, so these count answers computed, not HTTP responses.
+func (s *Service) Fallbacks() (fallback, stale int64) {
+	return s.fallbacks.Load(), s.staleAnswers.Load()
 }
 
 // New returns a Service; call Run to keep its cached figures fresh.
@@ -155,6 +173,9 @@ func New(o Options) *Service {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -191,15 +212,21 @@ func (s *Service) refreshAll(ctx context.Context, withStats bool) {
 	defer cancel()
 	now := s.o.Now()
 	if withStats {
-		st, err := s.userStats(ctx, now)
+		st, err := s.userStats(ctx, now.In(s.o.Location))
 		s.mu.Lock()
 		s.statsOK = err == nil
 		if err == nil {
 			s.stats, s.haveStats = st, true
 		}
 		s.mu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("dashboard: user stats refresh failed; serving cached values", "err", err)
+		// Said once per change, not at every refresh of an outage.
+		switch {
+		case err != nil && ctx.Err() == nil && !s.statsFailing:
+			s.statsFailing = true
+			s.log.Warn("dashboard: user stats refresh failed; serving cached values marked stale until it works", "err", err)
+		case err == nil && s.statsFailing:
+			s.statsFailing = false
+			s.log.Info("dashboard: user stats refreshed again")
 		}
 	}
 	n, err := s.o.Store.SeenSince(ctx, now.Add(-2*s.o.LastSeenInterval))
@@ -262,7 +289,7 @@ func (s *Service) Overview(ctx context.Context) Overview {
 		OnlineConnections: c.Connections,
 		OnlineGuests:      c.Guests,
 		PeakOnlineToday:   max(c.PeakToday, c.Users),
-		TotalUsers:        st.TotalUsers,
+		TotalUsers:        max(st.TotalUsers, c.Users), // whoever is online is a user, before the next recount
 		NewUsersToday:     st.NewUsersToday,
 		ActiveUsers24h:    max(st.ActiveUsers24h, c.Users), // whoever is online now was active
 		Source:            source,
@@ -362,6 +389,7 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 			// node's own connections as a floor.
 			u, conns, guests := s.o.Tracker.Local()
 			c.Users, c.Connections, c.Guests = max(c.Users, u), max(c.Connections, conns), max(c.Guests, guests)
+			s.staleAnswers.Add(1)
 			return c, s.o.Source, true
 		}
 		s.mu.Lock()
@@ -373,6 +401,7 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 		s.log.Debug("dashboard: presence store unavailable, using fallback", "err", err)
 	}
 	if s.o.External {
+		s.staleAnswers.Add(1)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.haveGood {
@@ -397,8 +426,10 @@ func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
 		}
 		out.Connections = max(out.Connections, localConns, c.Connections)
 		out.Guests = max(out.Guests, localGuests, c.Guests)
+		s.fallbacks.Add(1)
 		return out, s.o.Store.Kind(), false
 	}
+	s.staleAnswers.Add(1)
 	if s.haveGood {
 		return s.lastGood, s.o.Source, true
 	}

@@ -146,7 +146,7 @@ func TestHostileInput(t *testing.T) {
 		{name: "ws_close_1000", ws: true, send: wsClose(1000), expect: wantCloseEcho},
 
 		// WebSocket messages presenced does not accept.
-		{name: "ws_text_over_4096", ws: true, send: wsText(`{"type":"ping","pad":"` + strings.Repeat("x", 5000) + `"}`), expect: wantClose(1009)},
+		{name: "ws_text_over_32768", ws: true, send: wsText(`{"type":"ping","pad":"` + strings.Repeat("x", 33000) + `"}`), expect: wantClose(1009)},
 		{name: "ws_binary_message", ws: true, send: wsFrame(finBinary, []byte(`{"type":"ping"}`)), expect: wantClose(1008)},
 		{name: "ws_unknown_json_message", ws: true, send: wsText(`{"type":"subscribe","channel":"x"}`), expect: wantClose(1008)},
 		{name: "ws_ping_flood", ws: true, send: bytes.Repeat(wsFrame(finPing, []byte("flood")), 100), expect: wantClose(1008)},

@@ -26,6 +26,7 @@ import (
 	"github.com/lesismal/nbio"
 
 	"github.com/presenced/presenced/auth"
+	"github.com/presenced/presenced/events"
 	"github.com/presenced/presenced/internal/clientip"
 	"github.com/presenced/presenced/internal/ratelimit"
 	"github.com/presenced/presenced/internal/wsproto"
@@ -61,7 +62,7 @@ type Options struct {
 	// IdleTimeout closes a connection silent for that long; zero means 60s.
 	IdleTimeout time.Duration
 	// MaxMessageBytes closes a connection that sends a bigger message with
-	// 1009; zero means 4096.
+	// 1009; zero means 32768.
 	MaxMessageBytes int
 	// MaxQueuedBytes is how much the server queues for one client that
 	// does not read; beyond it the client is closed as a slow consumer.
@@ -86,6 +87,10 @@ type Options struct {
 	// Counter reads the cluster-wide counts for Socket.IO's presence:count
 	// event; nil answers that the count is unavailable.
 	Counter Counter
+	// Watch lets connections watch users' presence ({"type":"watch"} on
+	// /ws, presence:watch on Socket.IO); nil answers that watching is not
+	// available.
+	Watch *events.Hub
 	// HelloTimeout caps how long a new connection waits to be counted in
 	// the store before its hello is sent anyway; zero means 1s.
 	HelloTimeout time.Duration
@@ -118,6 +123,13 @@ type Stats struct {
 	ProtocolErrors atomic.Int64 // connections closed for an RFC 6455 violation (1002, 1007, 1009)
 	PolicyCloses   atomic.Int64 // connections closed for a bad message or too many pings (1008)
 	SlowConsumers  atomic.Int64 // connections closed because too much was queued for them
+
+	Connects     ByTransport  // connections counted in the Tracker (Socket.IO: CONNECTs)
+	Disconnects  ByTransport  // counted connections that ended
+	Unauthorized ByTransport  // RefusedAuth by transport
+	RateLimited  ByTransport  // RefusedLimit by transport
+	AuthMissing  atomic.Int64 // RefusedAuth without a token
+	AuthInvalid  atomic.Int64 // RefusedAuth with a token that did not verify
 }
 
 // Stats returns the gateway's counters.
@@ -143,7 +155,7 @@ func New(o Options) (*Gateway, error) {
 		o.IdleTimeout = 60 * time.Second
 	}
 	if o.MaxMessageBytes <= 0 {
-		o.MaxMessageBytes = 4096
+		o.MaxMessageBytes = 32768
 	}
 	if o.MaxQueuedBytes <= 0 {
 		o.MaxQueuedBytes = 64 << 10
@@ -192,14 +204,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	addr, ok := g.admit(w, r)
+	addr, ok := g.admit(w, r, TransportWebSocket)
 	if !ok {
 		return
 	}
 	token, subprotocol := auth.UserToken(r)
 	user, err := g.authenticate(r.Context(), token)
 	if err != nil {
-		g.stats.RefusedAuth.Add(1)
+		g.stats.refusedAuth(TransportWebSocket, token)
 		// A bad token is worth a warning, once per address and minute
 		// (anyone can send them fast); a missing one only at debug.
 		if token != "" && g.badAuth.Fail(addr) == 1 {
@@ -211,7 +223,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "missing or invalid token")
 		return
 	}
-	ip, ok := g.reserveFor(w, addr)
+	ip, ok := g.reserveFor(w, addr, TransportWebSocket)
 	if !ok {
 		return
 	}
@@ -244,14 +256,14 @@ func checkHandshake(w http.ResponseWriter, r *http.Request) (string, bool) {
 
 // admit checks a new connection's origin and the connect rate of its
 // client address, which it returns; otherwise it has answered.
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (netip.Addr, bool) {
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, transport string) (netip.Addr, bool) {
 	if !g.checkOrigin(r) {
 		writeError(w, http.StatusForbidden, "origin not allowed")
 		return netip.Addr{}, false
 	}
 	addr := g.o.ClientIP.Addr(r)
 	if g.connect != nil && !g.connect.Allow(addr) {
-		g.stats.RefusedLimit.Add(1)
+		g.stats.refusedLimit(transport)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "too many connection attempts from this address")
 		return netip.Addr{}, false
@@ -262,14 +274,14 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (netip.Addr, boo
 // reserveFor counts a new connection from addr against MaxConnsPerIP and
 // the shutdown; it returns the address to unreserve when the connection
 // ends (the zero Addr without a cap), or false having answered.
-func (g *Gateway) reserveFor(w http.ResponseWriter, addr netip.Addr) (netip.Addr, bool) {
+func (g *Gateway) reserveFor(w http.ResponseWriter, addr netip.Addr, transport string) (netip.Addr, bool) {
 	var ip netip.Addr
 	if g.o.MaxConnsPerIP > 0 {
 		ip = addr
 	}
 	if status, msg := g.reserve(ip); status != 0 {
 		if status == http.StatusTooManyRequests {
-			g.stats.RefusedLimit.Add(1)
+			g.stats.refusedLimit(transport)
 		}
 		writeError(w, status, msg)
 		return netip.Addr{}, false
@@ -315,6 +327,7 @@ func (g *Gateway) upgrade(w http.ResponseWriter, c *client, key, subprotocol str
 		return nil, false
 	}
 	counted := g.o.Tracker.Connect(c.user)
+	g.stats.Connects.add(TransportWebSocket)
 	if err := g.loop.adopt(c, buffered); err != nil {
 		g.log.Warn("ws: connection lost in the hand-off to the event loop", "err", err)
 		c.onClosed() // once only: the loop may have run it already
@@ -392,13 +405,21 @@ func (g *Gateway) connID(c *client) string {
 }
 
 // onMessage accepts {"type":"ping"} (answered with a pong carrying the
-// online count, and counted against the ping rate); anything else is a
-// protocol violation. It runs with the connection's lock held.
+// online count), {"type":"watch","userIds":[...]} and {"type":"unwatch"},
+// each counted against the ping rate; anything else is a protocol
+// violation. It runs with the connection's lock held.
 func (c *client) onMessage(op byte, data []byte) bool {
 	var msg struct {
-		Type string `json:"type"`
+		Type    string          `json:"type"`
+		UserIDs json.RawMessage `json:"userIds"`
 	}
-	if op != wsproto.OpText || json.Unmarshal(data, &msg) != nil || msg.Type != "ping" {
+	if op != wsproto.OpText || json.Unmarshal(data, &msg) != nil {
+		c.failLocked(ClosePolicyViolation, "unsupported message")
+		return false
+	}
+	switch msg.Type {
+	case "ping", "watch", "unwatch":
+	default:
 		c.failLocked(ClosePolicyViolation, "unsupported message")
 		return false
 	}
@@ -406,14 +427,77 @@ func (c *client) onMessage(op byte, data []byte) bool {
 		c.failLocked(ClosePolicyViolation, "too many pings")
 		return false
 	}
-	_ = c.send(wsproto.OpText, fmt.Appendf(nil, `{"type":"pong","onlineUsers":%d}`, c.g.o.Tracker.Online()))
+	switch msg.Type {
+	case "watch":
+		_ = c.send(wsproto.OpText, c.g.watch(c, msg.UserIDs, true))
+	case "unwatch":
+		_ = c.send(wsproto.OpText, c.g.watch(c, nil, false))
+	default:
+		_ = c.send(wsproto.OpText, fmt.Appendf(nil, `{"type":"pong","onlineUsers":%d}`, c.g.o.Tracker.Online()))
+	}
 	return true
 }
 
-// onClosed takes c out of the registry and the Tracker, once.
+// watch replaces what w watches with the user ids in raw (a JSON array of
+// strings), or stops watching (on false), and returns the /ws answer:
+// {"type":"watching","count":N} or {"type":"error","error":"..."}.
+func (g *Gateway) watch(w events.Watcher, raw json.RawMessage, on bool) []byte {
+	n, err := g.setWatch(w, raw, on)
+	if err != nil {
+		b, _ := json.Marshal(map[string]string{"type": "error", "error": err.Error()})
+		return b
+	}
+	return fmt.Appendf(nil, `{"type":"watching","count":%d}`, n)
+}
+
+// setWatch is watch for both endpoints: it returns the number of users
+// now watched, or an error for the client.
+func (g *Gateway) setWatch(w events.Watcher, raw json.RawMessage, on bool) (int, error) {
+	if g.o.Watch == nil {
+		return 0, errors.New("watching is not available on this server")
+	}
+	if !on {
+		g.o.Watch.Unwatch(w)
+		return 0, nil
+	}
+	var ids []string
+	if len(raw) == 0 || json.Unmarshal(raw, &ids) != nil || ids == nil {
+		return 0, errors.New("userIds must be an array of strings")
+	}
+	if err := g.o.Watch.Watch(w, ids); err != nil {
+		if events.IsLimit(err) {
+			return 0, fmt.Errorf("userIds: %s", strings.TrimPrefix(err.Error(), "events: "))
+		}
+		return 0, err
+	}
+	uniq := map[string]struct{}{}
+	for _, id := range ids {
+		uniq[id] = struct{}{}
+	}
+	return len(uniq), nil
+}
+
+// Presence implements events.Watcher: it sends
+// {"type":"presence","userId":…,"online":…}. A client that does not read
+// is closed as a slow consumer by the event loop's queue cap.
+func (c *client) Presence(user string, online bool) {
+	b, _ := json.Marshal(struct {
+		Type   string `json:"type"`
+		UserID string `json:"userId"`
+		Online bool   `json:"online"`
+	}{"presence", user, online})
+	_ = c.send(wsproto.OpText, b)
+}
+
+// onClosed takes c out of the registry, the watchers and the Tracker,
+// once.
 func (c *client) onClosed() {
 	if c.g.remove(c) {
+		if c.g.o.Watch != nil {
+			c.g.o.Watch.Unwatch(c)
+		}
 		c.g.o.Tracker.Disconnect(c.user)
+		c.g.stats.Disconnects.add(TransportWebSocket)
 	}
 }
 

@@ -124,6 +124,7 @@ type sioSession struct {
 	subscribe bool
 	sentVer   uint64 // version of the presence:count last sent
 	sentAt    int64  // unix nanoseconds it was sent
+	watchAt   int64  // unix nanoseconds of the last presence:watch/unwatch
 	upgraded  bool   // an upgrade was attempted
 	skip      int    // binary attachments still to drop
 }
@@ -181,12 +182,12 @@ func eioError(w http.ResponseWriter, status, code int, msg string) {
 // admit applies the gateway's checks for a new session: origin, connect
 // rate and per-address cap. It returns the reserved address, or false
 // having answered.
-func (s *sio) admit(w http.ResponseWriter, r *http.Request) (netip.Addr, bool) {
-	addr, ok := s.g.admit(w, r)
+func (s *sio) admit(w http.ResponseWriter, r *http.Request, transport string) (netip.Addr, bool) {
+	addr, ok := s.g.admit(w, r, transport)
 	if !ok {
 		return netip.Addr{}, false
 	}
-	return s.g.reserveFor(w, addr)
+	return s.g.reserveFor(w, addr, transport)
 }
 
 // newSession registers a session; nc is its WebSocket (nil for polling).
@@ -222,7 +223,7 @@ func (s *sio) openPacket(sid string, upgrades []string) []byte {
 }
 
 func (s *sio) openPolling(w http.ResponseWriter, r *http.Request) {
-	ip, ok := s.admit(w, r)
+	ip, ok := s.admit(w, r, TransportSocketIOPolling)
 	if !ok {
 		return
 	}
@@ -373,7 +374,7 @@ func (s *sio) openWebSocket(w http.ResponseWriter, r *http.Request, sid string) 
 		s.upgrade(w, r, sid, key)
 		return
 	}
-	ip, ok := s.admit(w, r)
+	ip, ok := s.admit(w, r, TransportSocketIOWebSocket)
 	if !ok {
 		return
 	}
@@ -591,7 +592,10 @@ func (ss *sioSession) connect(sp sioproto.SPacket, onWS bool) bool {
 	go func() {
 		user, err := g.authenticate(context.Background(), token)
 		if err != nil {
-			g.stats.RefusedAuth.Add(1)
+			ss.mu.Lock()
+			ws := ss.state == stateWebSocket
+			ss.mu.Unlock()
+			g.stats.refusedAuth(sioTransport(ws), token)
 			msg := "invalid token"
 			if token == "" {
 				msg = "authentication required: pass auth.token"
@@ -611,6 +615,7 @@ func (ss *sioSession) connect(sp sioproto.SPacket, onWS bool) bool {
 		// either sees it connected (and disconnects it) or stops it above.
 		ss.pending, ss.connected, ss.user = false, true, user
 		counted := g.o.Tracker.Connect(user)
+		g.stats.Connects.add(sioTransport(ss.state == stateWebSocket))
 		ss.mu.Unlock()
 		g.awaitCounted(counted)
 		b := make([]byte, 15)
@@ -650,6 +655,8 @@ func (ss *sioSession) event(sp sioproto.SPacket) bool {
 		if was {
 			ss.s.subs.Add(-1)
 		}
+	case "presence:watch", "presence:unwatch":
+		ss.watch(sp, name == "presence:watch")
 	case "presence:count":
 		if sp.AckID >= 0 {
 			id := sp.AckID
@@ -663,6 +670,79 @@ func (ss *sioSession) event(sp sioproto.SPacket) bool {
 		}
 	}
 	return true
+}
+
+// watchEvery bounds how often a session may set its watch list (each
+// costs a store read).
+const watchEvery = 100 * time.Millisecond
+
+// watch handles presence:watch (its argument: an array of user ids) and
+// presence:unwatch, answering by ack when asked ({"watching":N} or
+// {"error":…}), else errors as a presence:error event.
+func (ss *sioSession) watch(sp sioproto.SPacket, on bool) {
+	var args []json.RawMessage
+	_ = json.Unmarshal(sp.Data, &args)
+	var raw json.RawMessage
+	if len(args) > 1 {
+		raw = args[1]
+	}
+	now := time.Now().UnixNano()
+	ss.mu.Lock()
+	tooSoon := now-ss.watchAt < int64(watchEvery)
+	if !tooSoon {
+		ss.watchAt = now
+	}
+	ss.mu.Unlock()
+	n, err := 0, errors.New("too many watch requests: at most 10 a second")
+	if !tooSoon {
+		n, err = ss.s.g.setWatch(ss, raw, on)
+	}
+	var reply []byte
+	if err != nil {
+		reply, _ = json.Marshal(map[string]string{"error": err.Error()})
+	} else {
+		reply = []byte(`{"watching":` + strconv.Itoa(n) + `}`)
+	}
+	switch {
+	case sp.AckID >= 0:
+		ss.out(sioproto.AppendSPacket(nil, sioproto.SAck, "/", sp.AckID, append(append([]byte{'['}, reply...), ']')))
+	case err != nil:
+		ss.out(sioproto.AppendSPacket(nil, sioproto.SEvent, "/", -1, append(append([]byte(`["presence:error",`), reply...), ']')))
+	}
+}
+
+// Presence implements events.Watcher: it emits presence:user
+// {"userId":…,"online":…}. It is called with the hub's lock held, so a
+// polling client over its queue is closed from another goroutine (closing
+// leaves the hub).
+func (ss *sioSession) Presence(user string, online bool) {
+	b, _ := json.Marshal(struct {
+		UserID string `json:"userId"`
+		Online bool   `json:"online"`
+	}{user, online})
+	pkt := sioproto.AppendSPacket(nil, sioproto.SEvent, "/", -1, append(append([]byte(`["presence:user",`), b...), ']'))
+	ss.mu.Lock()
+	state := ss.state
+	ss.mu.Unlock()
+	switch state {
+	case stateWebSocket:
+		_ = ss.send(wsproto.OpText, pkt)
+	case statePolling, stateProbing:
+		ss.mu.Lock()
+		if ss.state == stateClosed {
+			ss.mu.Unlock()
+			return
+		}
+		ss.queue = append(ss.queue, pkt)
+		over := len(ss.queue) > maxQueued
+		ss.mu.Unlock()
+		if over {
+			ss.s.g.stats.SlowConsumers.Add(1)
+			go ss.close("polling client not reading")
+			return
+		}
+		ss.poke()
+	}
 }
 
 // sendCount sends the current count to a new subscriber.
@@ -802,8 +882,12 @@ func (ss *sioSession) closeState(why string) {
 		s.subs.Add(-1)
 	}
 	s.g.unreserve(ss.ip)
+	if s.g.o.Watch != nil {
+		s.g.o.Watch.Unwatch(ss)
+	}
 	if connected {
 		s.g.o.Tracker.Disconnect(user)
+		s.g.stats.Disconnects.add(sioTransport(prev == stateWebSocket))
 	}
 	ss.poke()
 	s.log.Debug("socket.io: session closed", "sid", ss.sid, "why", why)

@@ -9,12 +9,16 @@ func addRoutes(mux *http.ServeMux, d Deps, guard *adminGuard) {
 	admin := guard.wrap
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d.Dashboard))
-	mux.Handle("GET /metrics", handleMetrics(d.Metrics))
+	mux.Handle("GET /metrics", handleMetrics(d.Metrics, d.Collectors))
 
 	mux.Handle("GET /api/admin/dashboard/overview", admin(handleOverview(d.Dashboard)))
 	mux.Handle("GET /api/admin/dashboard/server-load", admin(handleServerLoad(d.Dashboard)))
 	mux.Handle("GET /api/admin/dashboard/history", admin(handleHistory(d.Dashboard, d.Logger)))
 	mux.Handle("GET /api/admin/dashboard/stream", admin(handleStream(d.Dashboard.Stream())))
+
+	mux.Handle("GET /api/admin/presence/users", admin(handleListUsers(d.Who, d.Logger)))
+	mux.Handle("GET /api/admin/presence/users/{id}", admin(handleUser(d.Who, d.LastSeen, d.Logger)))
+	mux.Handle("POST /api/presence/status", apiKeyOrAdmin(d.APIKey, guard)(handleStatus(d.Who, d.MaxBodyBytes, d.Logger)))
 
 	if d.Panel != nil {
 		mux.Handle("GET /admin/", handlePanel(d.Panel))

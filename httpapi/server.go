@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/presenced/presenced/dashboard"
 	"github.com/presenced/presenced/internal/clientip"
 	"github.com/presenced/presenced/internal/ratelimit"
+	"github.com/presenced/presenced/presence"
 )
 
 // AdminChecker decides whether a request carries admin credentials.
@@ -32,6 +35,9 @@ type Deps struct {
 	SocketIOPath string
 	// Metrics are the gauges served on /metrics.
 	Metrics []Gauge
+	// Collectors are served on /metrics beside Metrics: histograms and
+	// labelled counters updated by the code that measures.
+	Collectors []prometheus.Collector
 	// CORSOrigins lists origins allowed to call the admin API from a
 	// browser; empty sends no CORS headers, "*" allows any origin without
 	// credentials.
@@ -49,6 +55,14 @@ type Deps struct {
 	// declared body gets 413, and handlers that read one read at most this
 	// much. Zero means 1 MiB.
 	MaxBodyBytes int64
+	// Who answers who is online (admin list and lookup, batch status);
+	// nil answers 501 (external mode).
+	Who presence.Directory
+	// LastSeen gives the user lookup its last-seen time; nil leaves it out.
+	LastSeen LastSeenLookup
+	// APIKey lets the app's backend call POST /api/presence/status
+	// without admin credentials; "" requires admin credentials.
+	APIKey string
 	// AdminFailures is how many failed admin authentications one address
 	// may make per minute before it gets 429; zero means 20.
 	AdminFailures int

@@ -58,7 +58,7 @@ type Counts struct {
 	Users       int64 // unique online users (the online_users key)
 	Connections int64 // all live connections, guests included
 	Guests      int64 // anonymous connections
-	PeakToday   int64 // highest Users seen today (UTC)
+	PeakToday   int64 // highest Users seen today (from midnight in STATS_TIMEZONE)
 
 	// Partial is true while the store is being rebuilt after it lost
 	// data: some nodes may not have rewritten their share yet, so Users
@@ -142,9 +142,11 @@ type Store interface {
 	Sync(ctx context.Context, s Share) (online int64, err error)
 
 	// Heartbeat renews the node's lease, stores its load figures and reaps
-	// every node whose lease has expired. It returns ErrResync when the
-	// node is not registered or its stored Seq differs from seq.
-	Heartbeat(ctx context.Context, seq uint64, info NodeInfo) error
+	// every node whose lease has expired, returning what it reaped (the
+	// reaping is done, and returned, even with ErrResync). It returns
+	// ErrResync when the node is not registered or its stored Seq differs
+	// from seq.
+	Heartbeat(ctx context.Context, seq uint64, info NodeInfo) ([]Reaped, error)
 
 	// Leave removes the node's share and lease.
 	Leave(ctx context.Context, node string) error
@@ -169,4 +171,12 @@ type Repairer interface {
 	// the shares, fixing what differs. It returns how many users it
 	// fixed.
 	Repair(ctx context.Context, node string, seq uint64, users, conns, guests int64) (fixed int64, err error)
+}
+
+// DayNumber numbers t's calendar day in t's location: days from
+// 1970-01-01 to that date. Peaks of the day are kept per DayNumber, so
+// the zone of t decides when "today" starts; for UTC it is Unix/86400.
+func DayNumber(t time.Time) int64 {
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400
 }

@@ -39,6 +39,9 @@ type TrackerOptions struct {
 	// this node opens and when its last one closes.
 	OnOnline, OnOffline func(user string)
 	Logger              *slog.Logger
+	// OnReaped is called for each node this node's heartbeat reaped
+	// (after the line "node X reaped: N users, M connections" is logged).
+	OnReaped func(Reaped)
 
 	// TakenGrace is how long the store may refuse this node's id
 	// (ErrNodeTaken) before the tracker gives up and reports it on
@@ -426,7 +429,9 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 	}
 	info := t.NodeInfo()
 	_, err := t.call(ctx, func(ctx context.Context) (int64, error) {
-		return 0, t.o.Store.Heartbeat(ctx, t.seq, info)
+		reaped, err := t.o.Store.Heartbeat(ctx, t.seq, info)
+		t.logReaped(reaped)
+		return 0, err
 	})
 	if errors.Is(err, ErrResync) {
 		t.log.Warn("presence share missing or out of date in store, rewriting it", "err", err)
@@ -437,7 +442,9 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 		if !t.StoreDown() {
 			info = t.NodeInfo()
 			_, _ = t.call(ctx, func(ctx context.Context) (int64, error) {
-				return 0, t.o.Store.Heartbeat(ctx, t.seq, info)
+				reaped, err := t.o.Store.Heartbeat(ctx, t.seq, info)
+				t.logReaped(reaped)
+				return 0, err
 			})
 		}
 	} else if err != nil {
@@ -480,6 +487,18 @@ func (t *Tracker) repair(ctx context.Context) {
 		t.resync = true
 		t.mu.Unlock()
 		t.flush(ctx)
+	}
+}
+
+// logReaped logs each node this node's heartbeat reaped: the store reaps
+// a node in one script, so the line appears once in the whole cluster.
+func (t *Tracker) logReaped(reaped []Reaped) {
+	for _, r := range reaped {
+		t.log.Warn(fmt.Sprintf("node %s reaped: %d users, %d connections", r.Node, r.Users, r.Connections),
+			"reaped_node", r.Node, "users", r.Users, "connections", r.Connections)
+		if t.o.OnReaped != nil {
+			t.o.OnReaped(r)
+		}
 	}
 }
 

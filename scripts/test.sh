@@ -50,6 +50,16 @@ if [[ ! -x /usr/bin/chromium ]]; then
 	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
 fi
 
+# deploy/'s test runs nginx on the example configuration and proxies a
+# WebSocket through it; without nginx that test fails rather than skips.
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+	echo "test: installing nginx with apt"
+	sudo_cmd=""
+	[[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
+	$sudo_cmd apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nginx-light >/dev/null
+fi
+
 echo "test: go vet"
 go vet ./...
 echo "test: staticcheck"

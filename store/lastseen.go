@@ -21,8 +21,17 @@ type LastSeenOptions struct {
 	// once per flush. Zero means 100000.
 	MaxPending int
 	// Online returns the users connected to this node now; it is called
-	// every RefreshInterval. Nil means none.
+	// every RefreshInterval, and those whose stored time is older than
+	// half a RefreshInterval are written again, straight to the store (not
+	// through the MaxPending buffer, which would drop users beyond it).
+	// Nil means none.
 	Online func() []string
+	// RecordUsers also adds each user written from Seen to the users
+	// collection, created at the time it was seen (a user already there
+	// keeps its own): the embedded SQLite store's users table is
+	// presenced's own, so its total users are the users who connected.
+	// Never set it for MongoDB, whose users collection is the app's.
+	RecordUsers bool
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 	// Logger receives flush failures and drop counts. Nil means
@@ -42,7 +51,15 @@ type LastSeenWriter struct {
 	mu      sync.Mutex
 	pending map[string]time.Time // user -> latest time seen
 	dropped int                  // users dropped since the last flush
+
+	refreshFailing bool // the last refresh failed; only Run's goroutine uses it
+	flushFailing   bool // the last flush failed and was logged; only Run's goroutine uses it
 }
+
+// refreshChunk bounds the users of one RefreshLastSeen call, so that a
+// node with many users never builds one huge request and a slow store
+// fails a part, not the whole refresh.
+const refreshChunk = 5000
 
 // NewLastSeenWriter returns a writer to st. Nothing is written until Run.
 func NewLastSeenWriter(st Store, o LastSeenOptions) *LastSeenWriter {
@@ -110,22 +127,44 @@ func (w *LastSeenWriter) Run(ctx context.Context) {
 		case <-flush.C:
 			w.flush(ctx, false)
 		case <-refresh.C:
-			w.refresh()
-			w.flush(ctx, false)
+			w.refresh(ctx)
 		}
 	}
 }
 
-// refresh records the connected users at now, so a user connected for
-// hours keeps a recent last-seen time.
-func (w *LastSeenWriter) refresh() {
+// refresh writes now as the last-seen time of the connected users whose
+// stored time is older than half a RefreshInterval, so a user connected
+// for hours keeps a time within 1.5 intervals of now (the fallback count
+// looks back two). It goes to the store directly, in chunks: the users
+// are still connected, so a failed refresh loses nothing the next one
+// does not write. It logs once when refreshes start failing and once
+// when they work again.
+func (w *LastSeenWriter) refresh(ctx context.Context) {
 	users := w.o.Online()
-	now := w.o.Now()
-	w.mu.Lock()
-	for _, u := range users {
-		w.add(u, now)
+	if len(users) == 0 {
+		return
 	}
-	w.mu.Unlock()
+	now := w.o.Now()
+	stale := now.Add(-w.o.RefreshInterval / 2)
+	written := 0
+	var err error
+	for start := 0; start < len(users) && err == nil; start += refreshChunk {
+		tctx, cancel := context.WithTimeout(ctx, w.o.RefreshInterval)
+		var n int
+		n, err = w.st.RefreshLastSeen(tctx, users[start:min(start+refreshChunk, len(users))], now, stale)
+		cancel()
+		written += n
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Stopping: not a store failure.
+	case err != nil && !w.refreshFailing:
+		w.refreshFailing = true
+		w.log.Warn("store: last-seen refresh failed; the next one retries", "users", len(users), "written", written, "err", err)
+	case err == nil && w.refreshFailing:
+		w.refreshFailing = false
+		w.log.Info("store: last-seen refresh works again", "users", len(users), "written", written)
+	}
 }
 
 // flush writes the pending times. On failure they go back into the buffer,
@@ -155,9 +194,21 @@ func (w *LastSeenWriter) flush(ctx context.Context, final bool) {
 		}
 		tctx, cancel := context.WithTimeout(ctx, w.o.RefreshInterval)
 		err = w.st.TouchLastSeen(tctx, seen)
+		if err == nil && w.o.RecordUsers {
+			users := make([]User, len(seen))
+			for i, ls := range seen {
+				users[i] = User{ID: ls.UserID, CreatedAt: ls.At}
+			}
+			// Retried with the batch on failure, like the times.
+			err = w.st.InsertUsers(tctx, users)
+		}
 		cancel()
 	}
 	if err == nil {
+		if len(batch) > 0 && w.flushFailing {
+			w.flushFailing = false
+			w.log.Info("store: last-seen writes work again", "users", len(batch))
+		}
 		if dropped > 0 {
 			w.log.Warn("store: last-seen buffer full, users dropped", "dropped", dropped, "max_pending", w.o.MaxPending)
 		}
@@ -180,8 +231,16 @@ func (w *LastSeenWriter) flush(ctx context.Context, final bool) {
 		w.mu.Unlock()
 		return
 	}
+	if w.flushFailing {
+		// Said once per outage: the drops add up for the line that
+		// follows the first write that works.
+		w.dropped += dropped
+		w.mu.Unlock()
+		return
+	}
+	w.flushFailing = true
 	dropped += w.dropped
 	w.dropped = 0
 	w.mu.Unlock()
-	w.log.Warn("store: write last-seen times failed, retrying", "users", len(batch), "pending", pending, "dropped", dropped, "max_pending", w.o.MaxPending, "err", err)
+	w.log.Warn("store: write last-seen times failed; retrying every flush, said again when it works", "users", len(batch), "pending", pending, "dropped", dropped, "max_pending", w.o.MaxPending, "err", err)
 }

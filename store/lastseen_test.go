@@ -159,8 +159,10 @@ func TestLastSeenWriterRetries(t *testing.T) {
 
 	s.down.Store(false)
 	waitFor(t, "a and b written at the later time", func() bool { return seenSince(t, real, later) == 2 })
-	if !strings.Contains(logs.String(), "retrying") {
-		t.Errorf("no failure logged; logs:\n%s", logs.String())
+	waitFor(t, "the recovery logged", func() bool { return strings.Contains(logs.String(), "work again") })
+	// Several failed flushes, one line for the outage and one for its end.
+	if c := strings.Count(logs.String(), "failed"); c != 1 || s.failures.Load() < 2 {
+		t.Errorf("%d failure lines for %d failed flushes, want 1; logs:\n%s", c, s.failures.Load(), logs.String())
 	}
 }
 
@@ -253,5 +255,77 @@ func TestLastSeenWriterFinalFlushFails(t *testing.T) {
 	stop()
 	if !strings.Contains(logs.String(), "times lost") || !strings.Contains(logs.String(), "users=1") {
 		t.Errorf("final failure not logged; logs:\n%s", logs.String())
+	}
+}
+
+// TestLastSeenWriterRefreshBypassesBuffer: a refresh of more connected
+// users than MaxPending writes every one of them (the buffer is for
+// times waiting out an outage, not for the periodic refresh), and only
+// rewrites users whose stored time is older than half an interval.
+func TestLastSeenWriterRefreshBypassesBuffer(t *testing.T) {
+	t.Parallel()
+	const n, maxPending = 3000, 2000
+	s := MustOpenSQLite(t)
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("u%05d", i)
+	}
+	clk := newClock(t0)
+	var refreshes atomic.Int64
+	var logs syncBuffer
+	w := store.NewLastSeenWriter(s, store.LastSeenOptions{
+		FlushInterval:   time.Hour,
+		RefreshInterval: 2 * time.Second,
+		MaxPending:      maxPending,
+		Online:          func() []string { refreshes.Add(1); return users },
+		Now:             clk.now,
+		Logger:          slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	start(t, w)
+	waitFor(t, "every online user written", func() bool { return seenSince(t, s, t0) == n })
+
+	// 400 ms later is within half an interval: nothing is rewritten,
+	// however many refreshes run.
+	clk.set(t0.Add(400 * time.Millisecond))
+	r := refreshes.Load()
+	waitFor(t, "two more refreshes", func() bool { return refreshes.Load() >= r+2 })
+	if got := seenSince(t, s, t0.Add(time.Millisecond)); got != 0 {
+		t.Fatalf("%d fresh users rewritten", got)
+	}
+
+	later := t0.Add(time.Minute)
+	clk.set(later)
+	waitFor(t, "every online user rewritten", func() bool { return seenSince(t, s, later) == n })
+	if strings.Contains(logs.String(), "dropped") || strings.Contains(logs.String(), "failed") {
+		t.Errorf("refresh dropped or failed; logs:\n%s", logs.String())
+	}
+}
+
+// TestLastSeenWriterRecordsUsers: with RecordUsers a user written from
+// Seen enters the users table created at the first time it was seen, and
+// keeps that time when seen again.
+func TestLastSeenWriterRecordsUsers(t *testing.T) {
+	t.Parallel()
+	s := MustOpenSQLite(t)
+	clk := newClock(t0)
+	w := store.NewLastSeenWriter(s, store.LastSeenOptions{
+		FlushInterval: time.Millisecond, RefreshInterval: time.Hour, RecordUsers: true, Now: clk.now, Logger: quiet,
+	})
+	start(t, w)
+	w.Seen("a")
+	w.Seen("b")
+	waitFor(t, "a and b written", func() bool { return seenSince(t, s, t0) == 2 })
+	next := t0.Add(24 * time.Hour)
+	clk.set(next)
+	w.Seen("a")
+	w.Seen("c")
+	waitFor(t, "a and c written", func() bool { return seenSince(t, s, next) == 2 })
+
+	st, err := s.UserStats(context.Background(), next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TotalUsers != 3 || st.NewUsersToday != 1 {
+		t.Errorf("UserStats = %+v, want 3 users, 1 new today (c; a was created the day before)", st)
 	}
 }

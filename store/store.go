@@ -28,7 +28,7 @@ type User struct {
 // UserStats are the totals the dashboard shows beside the online count.
 type UserStats struct {
 	TotalUsers     int64 // documents in the app's users collection
-	NewUsersToday  int64 // users whose createdAt is on or after 00:00 UTC of now's day
+	NewUsersToday  int64 // users whose createdAt is on or after midnight of now's day in now's location
 	ActiveUsers24h int64 // users whose last-seen time is within 24 h before now
 }
 
@@ -55,7 +55,7 @@ type Store interface {
 	Ping(ctx context.Context) error
 
 	// UserStats counts the app's users, today's new users (createdAt at or
-	// after StartOfDayUTC(now)) and the users seen within 24 h before now
+	// after StartOfDay(now): midnight in now's location, STATS_TIMEZONE) and the users seen within 24 h before now
 	// (last-seen time at or after now-24h).
 	UserStats(ctx context.Context, now time.Time) (UserStats, error)
 
@@ -67,6 +67,14 @@ type Store interface {
 	// backwards. Implementations split large slices into bounded batches.
 	TouchLastSeen(ctx context.Context, seen []LastSeen) error
 
+	// RefreshLastSeen sets the last-seen time of each of users to at where
+	// none is stored or the stored one is before stale, and leaves fresher
+	// times alone; it returns how many users it wrote. The periodic
+	// refresh of connected users calls it: most of them were written
+	// moments ago, and rewriting them would only cost writes.
+	// Implementations split large slices into bounded batches.
+	RefreshLastSeen(ctx context.Context, users []string, at, stale time.Time) (written int, err error)
+
 	// AddHistory stores one point at Minute(p.T); a second point for the
 	// same minute replaces the first, so writing it twice is harmless.
 	AddHistory(ctx context.Context, p HistoryPoint) error
@@ -76,8 +84,10 @@ type Store interface {
 	History(ctx context.Context, from, to time.Time) ([]HistoryPoint, error)
 
 	// InsertUsers adds users to the app's users collection; a user whose ID
-	// exists already is left as it is. Only the seed command and tests call
-	// it: presenced never writes the app's users.
+	// exists already is left as it is. The seed command calls it, and so
+	// does the last-seen writer for the embedded SQLite store, whose users
+	// table is presenced's own (LastSeenOptions.RecordUsers): presenced
+	// never writes the app's MongoDB users.
 	InsertUsers(ctx context.Context, users []User) error
 
 	// InsertUsersCount is InsertUsers that also returns how many users it
@@ -88,6 +98,14 @@ type Store interface {
 
 	// Close releases the database connection.
 	Close(ctx context.Context) error
+}
+
+// StartOfDay returns midnight of t's day in t's location, where "new
+// users today" starts (on a day that begins with a DST jump, the first
+// moment of that day).
+func StartOfDay(t time.Time) time.Time {
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, t.Location())
 }
 
 // StartOfDayUTC returns 00:00 UTC of t's day in UTC, where "new users

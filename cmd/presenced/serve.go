@@ -21,9 +21,11 @@ import (
 	"github.com/presenced/presenced/auth"
 	"github.com/presenced/presenced/config"
 	"github.com/presenced/presenced/dashboard"
+	"github.com/presenced/presenced/events"
 	"github.com/presenced/presenced/gateway"
 	"github.com/presenced/presenced/httpapi"
 	"github.com/presenced/presenced/internal/clientip"
+	"github.com/presenced/presenced/internal/instrument"
 	"github.com/presenced/presenced/internal/procstat"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/presence/memstore"
@@ -32,6 +34,7 @@ import (
 	"github.com/presenced/presenced/store/mongostore"
 	"github.com/presenced/presenced/store/sqlitestore"
 	"github.com/presenced/presenced/web"
+	"github.com/presenced/presenced/webhook"
 )
 
 // serve wires the configured implementations together, serves until ctx
@@ -49,6 +52,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return err
 	}
+	measure := instrument.New()
+	ds = measure.DataStore(ds)
 	log.Info("data store ready", "kind", ds.Kind())
 	if cfg.RedisURL != "" && cfg.MongoURI == "" {
 		log.Warn("no MONGODB_URI: while Redis is unavailable the dashboard falls back to this node's SQLite, which knows only this node's users (fallbackScope: node); a cluster-wide fallback needs MONGODB_URI")
@@ -98,7 +103,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		} else {
 			rs, err := redisstore.New(rdb, redisstore.Options{
 				Prefix: cfg.KeyPrefix, OnlineKey: cfg.OnlineUsersKey, NodeTTL: cfg.NodeTTL,
-				RecoveryWindow: cfg.HeartbeatInterval * 3 / 2,
+				RecoveryWindow: cfg.HeartbeatInterval * 3 / 2, Location: cfg.StatsTimezone,
 			})
 			if err != nil {
 				_ = ds.Close(context.Background())
@@ -107,8 +112,25 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 			pstore, reader = rs, rs
 		}
 	} else {
-		ms := memstore.New(cfg.NodeTTL, nil)
+		ms := memstore.New(cfg.NodeTTL, func() time.Time { return time.Now().In(cfg.StatsTimezone) })
 		pstore, reader = ms, ms
+	}
+
+	// Who is online, transitions, watching and the webhook: managed and
+	// embedded modes (the store decides transitions; external mode has
+	// neither). They take the store itself, not its measured wrapper.
+	who, err := newWho(pstore, cfg, node, log)
+	if err != nil {
+		_ = ds.Close(context.Background())
+		return err
+	}
+
+	unmeasured := pstore // the claimer below needs the Redis store itself
+	if pstore != nil {
+		pstore = measure.Presence(pstore)
+		reader = pstore
+	} else {
+		reader = measure.Reader(reader)
 	}
 
 	var (
@@ -136,6 +158,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	})
 	lastSeen = store.NewLastSeenWriter(ds, store.LastSeenOptions{
 		RefreshInterval: cfg.LastSeenInterval, Online: tracker.Users, Logger: log,
+		RecordUsers: ds.Kind() == "sqlite", // embedded: the users table is presenced's own
 	})
 	ips := clientip.New(cfg.TrustedProxies)
 	gw, err = gateway.New(gateway.Options{
@@ -143,7 +166,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		PingInterval: cfg.PingInterval, IdleTimeout: cfg.IdleTimeout, MaxMessageBytes: cfg.MaxMessageBytes,
 		MaxQueuedBytes: cfg.MaxQueuedBytes, PingRate: cfg.PingRate, PingBurst: cfg.PingBurst,
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRatePerIP, ClientIP: ips,
-		Origins: cfg.CORSOrigins, Logger: log,
+		Origins: cfg.CORSOrigins, Logger: log, Watch: who.hub,
 		SocketIO: gateway.SocketIOOptions{
 			PingInterval: cfg.SocketIOPingInterval, PingTimeout: cfg.SocketIOPingTimeout,
 			ConnectTimeout: cfg.SocketIOConnectTimeout, MaxPayload: cfg.SocketIOMaxPayload,
@@ -160,25 +183,30 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	// Chores on a data store every node shares (MongoDB) are done once per
 	// cluster, claimed in Redis: the user stats of each refresh period.
 	var shared dashboard.Sharer
-	if rs, ok := pstore.(*redisstore.Store); ok && ds.Kind() == "mongodb" {
+	if rs, ok := unmeasured.(*redisstore.Store); ok && ds.Kind() == "mongodb" {
 		shared = rs
 	}
 	dash := dashboard.New(dashboard.Options{
 		Presence: reader, Source: source, External: cfg.PresenceMode == "external" && cfg.RedisURL != "", Store: ds, Tracker: tracker, Redis: probe,
 		LocalNode:    tracker.NodeInfo,
-		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Logger: log, Shared: shared,
+		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Location: cfg.StatsTimezone, Logger: log, Shared: shared,
 	})
 	history := &dashboard.HistoryRecorder{Presence: reader, Store: ds, Logger: log}
-	if rs, ok := pstore.(*redisstore.Store); ok {
+	if rs, ok := unmeasured.(*redisstore.Store); ok {
 		history.Claimer = rs
 	}
 	admin := auth.NewAdmin(adminToken, verifier, auth.AdminOptions{Secret: secret, SessionTTL: cfg.AdminSessionTTL})
 	handler := httpapi.NewServer(httpapi.Deps{
 		Logger: log, Dashboard: dash, Admin: admin, Sessions: admin, Panel: panelFiles(),
-		WebSocket: gw, SocketIO: http.HandlerFunc(gw.ServeSocketIO), SocketIOPath: cfg.SocketIOPath, CORSOrigins: cfg.CORSOrigins, Metrics: metrics(tracker, gw),
-		ClientIP: ips, AdminFailures: cfg.AdminAuthFailures, MaxBodyBytes: int64(cfg.MaxBodyBytes),
+		WebSocket: gw, SocketIO: http.HandlerFunc(gw.ServeSocketIO), SocketIOPath: cfg.SocketIOPath, CORSOrigins: cfg.CORSOrigins, Metrics: append(metrics(tracker, gw, dash), who.metrics()...),
+		Collectors: measure.Collectors(),
+		ClientIP:   ips, AdminFailures: cfg.AdminAuthFailures, MaxBodyBytes: int64(cfg.MaxBodyBytes),
+		Who: who.dir, LastSeen: lastSeenLookup(ds), APIKey: cfg.APIKey,
 	})
 
+	if who.feed != nil {
+		who.feed.Start(ctx) // before clients come: watchers miss no event
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
 	if err != nil {
 		gw.Close()
@@ -189,7 +217,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.HTTPIdleTimeout,
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
 	}, log)
-	log.Info("presenced listening", "addr", ln.Addr().String(), "mode", modeName(cfg), "data_store", ds.Kind(), "version", version)
+	log.Info("presenced listening", append([]any{"addr", ln.Addr().String()}, startAttrs(cfg, ds)...)...)
 
 	// Background loops stop when bg is cancelled, after the connections
 	// are closed.
@@ -202,9 +230,20 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	seenCtx, stopSeen := context.WithCancel(context.WithoutCancel(ctx))
 	seenDone := make(chan struct{})
 	go func() { defer close(seenDone); lastSeen.Run(seenCtx) }()
+	dsMon := &dataStoreMonitor{ds: ds, log: log, interval: 2 * time.Second}
+	wg.Add(1)
+	go func() { defer wg.Done(); dsMon.run(bg) }()
 	if redisMon != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); redisMon.run(bg) }()
+	}
+	// The event feed and the webhook only read and post: shutdown waits
+	// for them a moment after Leave, not for a blocked read on a hanging
+	// Redis.
+	var whoWG sync.WaitGroup
+	for _, loop := range who.loops() {
+		whoWG.Add(1)
+		go func() { defer whoWG.Done(); loop(bg) }()
 	}
 
 	var fatal error
@@ -241,6 +280,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	} else {
 		log.Info("presence share removed")
 	}
+	// After the share is gone (its offline events are in the log for the
+	// other nodes), not before: a blocked XREAD must not delay Leave.
+	waitAtMost(&whoWG, time.Second)
 	stopSeen()
 	<-seenDone
 	if rdb != nil {
@@ -307,11 +349,15 @@ func panelFiles() fs.FS {
 
 func count(n *atomic.Int64) func() float64 { return func() float64 { return float64(n.Load()) } }
 
-// metrics are the presence gauges served on /metrics.
-func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
+// metrics are the gauges and counters served on /metrics beside the
+// stores' (internal/instrument) and the Go runtime's. Names follow the
+// Prometheus conventions: base units, _total on counters, one name with
+// labels rather than one name per case. docs/operations.md lists them.
+func metrics(tr *presence.Tracker, gw *gateway.Gateway, dash *dashboard.Service) []httpapi.Gauge {
 	local := func(pick func(users, conns, guests int64) int64) func() float64 {
 		return func() float64 { return float64(pick(tr.Local())) }
 	}
+	st := gw.Stats()
 	gauges := []httpapi.Gauge{
 		{Name: "presenced_online_users", Help: "Online users in the cluster, as of this node's last write to the presence store.",
 			Value: func() float64 { return float64(tr.Online()) }},
@@ -321,32 +367,153 @@ func metrics(tr *presence.Tracker, gw *gateway.Gateway) []httpapi.Gauge {
 			Value: local(func(_, c, _ int64) int64 { return c })},
 		{Name: "presenced_node_guests", Help: "Anonymous connections to this node.",
 			Value: local(func(_, _, g int64) int64 { return g })},
-		{Name: "presenced_websocket_open", Help: "Open WebSocket connections on this node.",
-			Value: func() float64 { return float64(gw.Count()) }},
-		{Name: "presenced_websocket_refused_auth_total", Help: "WebSocket handshakes refused for a missing or bad token (401).",
-			Value: count(&gw.Stats().RefusedAuth), Counter: true},
-		{Name: "presenced_websocket_refused_limit_total", Help: "WebSocket handshakes refused by MAX_CONNS_PER_IP or CONNECT_RATE_PER_IP (429).",
-			Value: count(&gw.Stats().RefusedLimit), Counter: true},
-		{Name: "presenced_websocket_protocol_errors_total", Help: "WebSocket connections closed for an RFC 6455 violation (1002, 1007, 1009).",
-			Value: count(&gw.Stats().ProtocolErrors), Counter: true},
-		{Name: "presenced_websocket_policy_closes_total", Help: "WebSocket connections closed for an unsupported message or too many pings (1008).",
-			Value: count(&gw.Stats().PolicyCloses), Counter: true},
-		{Name: "presenced_websocket_slow_consumers_total", Help: "WebSocket connections closed because over WS_MAX_QUEUED_BYTES were queued for them.",
-			Value: count(&gw.Stats().SlowConsumers), Counter: true},
-		{Name: "presenced_presence_store_down", Help: "1 when the last write to the presence store failed.",
+		{Name: "presenced_presence_store_up", Help: "1 when the last write to the presence store succeeded, 0 while it fails.",
 			Value: func() float64 {
 				if tr.StoreDown() {
-					return 1
+					return 0
 				}
-				return 0
+				return 1
 			}},
+		{Name: "presenced_sse_clients", Help: "Open admin event streams (/api/admin/dashboard/stream) on this node.",
+			Value: func() float64 { return float64(dash.Stream().Subscribers()) }},
+		{Name: "presenced_auth_failures_total", Help: "Connections refused for their token, by reason: missing or invalid.",
+			Labels: map[string]string{"reason": "missing"}, Value: count(&st.AuthMissing), Counter: true},
+		{Name: "presenced_auth_failures_total", Help: "Connections refused for their token, by reason: missing or invalid.",
+			Labels: map[string]string{"reason": "invalid"}, Value: count(&st.AuthInvalid), Counter: true},
 	}
-	for _, name := range []string{gateway.TransportWebSocket, gateway.TransportSocketIOWebSocket, gateway.TransportSocketIOPolling} {
+	for _, c := range []struct {
+		reason string
+		n      *atomic.Int64
+	}{{"protocol_error", &st.ProtocolErrors}, {"policy", &st.PolicyCloses}, {"slow_consumer", &st.SlowConsumers}} {
 		gauges = append(gauges, httpapi.Gauge{
-			Name: "presenced_connections", Help: "Open client connections on this node by transport (Socket.IO sessions counted from their open).",
-			Labels: map[string]string{"transport": name},
-			Value:  func() float64 { return float64(gw.Transports()[name]) },
+			Name: "presenced_server_closes_total", Help: "WebSocket connections the server closed, by reason: protocol_error (1002, 1007, 1009), policy (1008: a bad message or too many pings), slow_consumer (over WS_MAX_QUEUED_BYTES queued).",
+			Labels: map[string]string{"reason": c.reason}, Value: count(c.n), Counter: true,
 		})
 	}
+	for _, source := range []string{"data_store", "stale"} {
+		gauges = append(gauges, httpapi.Gauge{
+			Name: "presenced_fallback_answers_total", Help: "Online counts answered without the presence store (failing, slow or rebuilding): from the data store's fallback, or the last good value marked stale.",
+			Labels: map[string]string{"source": source},
+			Value: func() float64 {
+				fb, stale := dash.Fallbacks()
+				if source == "stale" {
+					return float64(stale)
+				}
+				return float64(fb)
+			}, Counter: true,
+		})
+	}
+	for _, name := range gateway.Transports {
+		help := "Connection attempts by transport and result: accepted (counted online), unauthorized (missing or bad token), rate_limited (CONNECT_RATE_PER_IP or MAX_CONNS_PER_IP)."
+		gauges = append(gauges,
+			httpapi.Gauge{
+				Name: "presenced_connections", Help: "Open client connections on this node by transport (Socket.IO sessions counted from their open).",
+				Labels: map[string]string{"transport": name},
+				Value:  func() float64 { return float64(gw.Transports()[name]) },
+			},
+			httpapi.Gauge{Name: "presenced_connects_total", Help: help, Counter: true,
+				Labels: map[string]string{"transport": name, "result": "accepted"}, Value: func() float64 { return float64(st.Connects.Load(name)) }},
+			httpapi.Gauge{Name: "presenced_connects_total", Help: help, Counter: true,
+				Labels: map[string]string{"transport": name, "result": "unauthorized"}, Value: func() float64 { return float64(st.Unauthorized.Load(name)) }},
+			httpapi.Gauge{Name: "presenced_connects_total", Help: help, Counter: true,
+				Labels: map[string]string{"transport": name, "result": "rate_limited"}, Value: func() float64 { return float64(st.RateLimited.Load(name)) }},
+			httpapi.Gauge{Name: "presenced_disconnects_total", Help: "Counted connections that ended, by transport.", Counter: true,
+				Labels: map[string]string{"transport": name}, Value: func() float64 { return float64(st.Disconnects.Load(name)) }},
+		)
+	}
 	return gauges
+}
+
+// whoParts are the who-is-online pieces of a node: nil fields when the
+// mode has none.
+type whoParts struct {
+	dir  presence.Directory
+	feed *events.Feed
+	hub  *events.Hub
+	hook *webhook.Sender
+}
+
+// newWho builds the directory, the node's event feed and watch hub, and
+// the webhook sender when WEBHOOK_URL is set, on the presence store (nil
+// in external mode: no parts).
+func newWho(ps presence.Store, cfg config.Config, node string, log *slog.Logger) (whoParts, error) {
+	var w whoParts
+	dir, ok1 := ps.(presence.Directory)
+	elog, ok2 := ps.(presence.EventLog)
+	if ps == nil || !ok1 || !ok2 {
+		return w, nil
+	}
+	w.dir = dir
+	w.feed = events.NewFeed(elog, log)
+	w.hub = events.NewHub(dir, log)
+	w.feed.Subscribe(w.hub.Deliver)
+	if cfg.WebhookURL != "" {
+		coord, ok := ps.(webhook.Coordinator)
+		if !ok {
+			return w, fmt.Errorf("webhook: the presence store cannot coordinate deliveries")
+		}
+		hook, err := webhook.New(webhook.Options{
+			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Node: node, Log: elog, Coord: coord, Logger: log,
+		})
+		if err != nil {
+			return w, err
+		}
+		w.hook = hook
+	}
+	return w, nil
+}
+
+// loops are the goroutines of the parts.
+func (w whoParts) loops() []func(context.Context) {
+	var out []func(context.Context)
+	if w.feed != nil {
+		out = append(out, w.feed.Run)
+	}
+	if w.hook != nil {
+		out = append(out, w.hook.Run)
+	}
+	return out
+}
+
+// metrics are the parts' numbers on /metrics.
+func (w whoParts) metrics() []httpapi.Gauge {
+	var out []httpapi.Gauge
+	if w.hub != nil {
+		out = append(out,
+			httpapi.Gauge{Name: "presenced_watch_connections", Help: "Connections on this node watching users' presence.",
+				Value: func() float64 { return float64(w.hub.Watchers()) }},
+			httpapi.Gauge{Name: "presenced_watch_entries", Help: "Watched (connection, user) pairs on this node.",
+				Value: func() float64 { return float64(w.hub.Watched()) }},
+		)
+	}
+	if w.hook != nil {
+		out = append(out,
+			httpapi.Gauge{Name: "presenced_webhook_events_delivered_total", Help: "Online/offline events this node delivered to WEBHOOK_URL.",
+				Value: func() float64 { return float64(w.hook.Delivered()) }, Counter: true},
+			httpapi.Gauge{Name: "presenced_webhook_events_dropped_total", Help: "Online/offline events this node dropped after every delivery attempt to WEBHOOK_URL failed.",
+				Value: func() float64 { return float64(w.hook.Dropped()) }, Counter: true},
+			httpapi.Gauge{Name: "presenced_webhook_failures_total", Help: "Failed POSTs to WEBHOOK_URL (each is retried with backoff).",
+				Value: func() float64 { return float64(w.hook.Failures()) }, Counter: true},
+		)
+	}
+	return out
+}
+
+// waitAtMost waits for wg, or d.
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+// lastSeenLookup returns the data store's one-user last-seen lookup, if it
+// has one.
+func lastSeenLookup(ds store.Store) httpapi.LastSeenLookup {
+	if l, ok := ds.(httpapi.LastSeenLookup); ok {
+		return l
+	}
+	return nil
 }

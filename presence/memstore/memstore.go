@@ -22,7 +22,12 @@ type Store struct {
 	nodes map[string]*node
 	users map[string]int64 // user -> connections on all live nodes
 	peak  int64
-	day   int64 // day number of peak (UTC)
+	day   int64 // presence.DayNumber of the peak's day
+
+	log events // online/offline transitions
+
+	posMu    sync.Mutex // guards position, apart from the presence state
+	position string     // the webhook's position
 }
 
 type node struct {
@@ -37,15 +42,16 @@ type node struct {
 var _ presence.Store = (*Store)(nil)
 
 // New returns an empty Store whose heartbeats grant leases of ttl (zero
-// means 6s). now is the clock; nil means time.Now.
+// means 6s). now is the clock, in the zone whose midnight starts a new
+// day's peak (STATS_TIMEZONE); nil means time.Now in UTC.
 func New(ttl time.Duration, now func() time.Time) *Store {
 	if ttl == 0 {
 		ttl = 6 * time.Second
 	}
 	if now == nil {
-		now = time.Now
+		now = func() time.Time { return time.Now().UTC() }
 	}
-	return &Store{ttl: ttl, now: now, nodes: make(map[string]*node), users: make(map[string]int64)}
+	return &Store{ttl: ttl, now: now, nodes: make(map[string]*node), users: make(map[string]int64), log: newEvents(eventsMax)}
 }
 
 // Apply implements presence.Store.
@@ -69,9 +75,10 @@ func (s *Store) Apply(_ context.Context, b presence.Batch) (int64, error) {
 	if n.guests+b.Guests < 0 {
 		return 0, fmt.Errorf("memstore: apply: %w (guests below zero)", presence.ErrResync)
 	}
+	now := s.now()
 	for _, d := range b.Deltas {
 		add(n.users, d.User, d.N)
-		add(s.users, d.User, d.N)
+		s.addUser(d.User, d.N, now)
 	}
 	n.conns += total + b.Guests
 	n.guests += b.Guests
@@ -83,17 +90,33 @@ func (s *Store) Apply(_ context.Context, b presence.Batch) (int64, error) {
 func (s *Store) Sync(_ context.Context, sh presence.Share) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
+	// Transitions compare each touched user's count before and after the
+	// rewrite, as sync.lua does: a user in both shares emits nothing.
+	before := make(map[string]int64)
 	if old := s.nodes[sh.Node]; old != nil {
-		s.drop(sh.Node)
+		for u := range old.users {
+			before[u] = s.users[u]
+		}
+		for u, c := range old.users {
+			add(s.users, u, -c)
+		}
+		delete(s.nodes, sh.Node)
 	}
-	n := &node{seq: sh.Seq, lease: s.now().Add(s.ttl), users: make(map[string]int64, len(sh.Users)), guests: sh.Guests}
+	n := &node{seq: sh.Seq, lease: now.Add(s.ttl), users: make(map[string]int64, len(sh.Users)), guests: sh.Guests}
 	n.info.ID = sh.Node
 	for u, c := range sh.Users {
 		if c > 0 {
+			if _, ok := before[u]; !ok {
+				before[u] = s.users[u]
+			}
 			n.users[u] = c
 			s.users[u] += c
 			n.conns += c
 		}
+	}
+	for u, b := range before {
+		s.transition(u, b, s.users[u], now)
 	}
 	n.conns += sh.Guests
 	s.nodes[sh.Node] = n
@@ -101,7 +124,7 @@ func (s *Store) Sync(_ context.Context, sh presence.Share) (int64, error) {
 }
 
 // Heartbeat implements presence.Store.
-func (s *Store) Heartbeat(_ context.Context, seq uint64, info presence.NodeInfo) error {
+func (s *Store) Heartbeat(_ context.Context, seq uint64, info presence.NodeInfo) ([]presence.Reaped, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -112,19 +135,21 @@ func (s *Store) Heartbeat(_ context.Context, seq uint64, info presence.NodeInfo)
 		info.Healthy = false
 		n.info = info
 	}
+	var reaped []presence.Reaped
 	for id, m := range s.nodes {
 		if !m.lease.After(now) {
+			reaped = append(reaped, presence.Reaped{Node: id, Users: int64(len(m.users)), Connections: m.conns})
 			s.drop(id)
 		}
 	}
 	s.publish()
 	switch {
 	case n == nil:
-		return fmt.Errorf("memstore: heartbeat: %w (node %s not registered)", presence.ErrResync, info.ID)
+		return reaped, fmt.Errorf("memstore: heartbeat: %w (node %s not registered)", presence.ErrResync, info.ID)
 	case !current:
-		return fmt.Errorf("memstore: heartbeat: %w (sequence %d, node says %d)", presence.ErrResync, n.seq, seq)
+		return reaped, fmt.Errorf("memstore: heartbeat: %w (sequence %d, node says %d)", presence.ErrResync, n.seq, seq)
 	}
-	return nil
+	return reaped, nil
 }
 
 // Leave implements presence.Store.
@@ -172,8 +197,9 @@ func (s *Store) drop(id string) {
 	if n == nil {
 		return
 	}
+	now := s.now()
 	for u, c := range n.users {
-		add(s.users, u, -c)
+		s.addUser(u, -c, now)
 	}
 	delete(s.nodes, id)
 }
@@ -187,9 +213,30 @@ func (s *Store) publish() int64 {
 	return online
 }
 
+// rollDay starts a new peak when the day of now (in now's location, which
+// serve sets to STATS_TIMEZONE) has changed.
 func (s *Store) rollDay() {
-	if day := s.now().UTC().Unix() / 86400; day != s.day {
+	if day := presence.DayNumber(s.now()); day != s.day {
 		s.day, s.peak = day, int64(len(s.users))
+	}
+}
+
+// addUser changes a user's cluster-wide count and emits the transition
+// if it crossed 0. s.mu must be held.
+func (s *Store) addUser(u string, d int64, now time.Time) {
+	b := s.users[u]
+	add(s.users, u, d)
+	s.transition(u, b, s.users[u], now)
+}
+
+// transition emits an event if a user's count went from before to after
+// across 0. s.mu must be held.
+func (s *Store) transition(u string, before, after int64, now time.Time) {
+	switch {
+	case before <= 0 && after > 0:
+		s.log.add(presence.EventOnline, u, now)
+	case before > 0 && after <= 0:
+		s.log.add(presence.EventOffline, u, now)
 	}
 }
 

@@ -48,6 +48,13 @@ type Options struct {
 	// rewritten their shares yet. Zero means 3s; set it a little above the
 	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
+	// EventsMaxLen bounds the events stream (<prefix>:events), trimmed
+	// with XADD MAXLEN ~ (so it may hold a little more); zero means
+	// 100000.
+	EventsMaxLen int64
+	// Location is STATS_TIMEZONE: the day's peak is kept under a key per
+	// calendar day in it; nil means UTC. Every node must use the same.
+	Location *time.Location
 	// Token identifies this process in the leases it takes; zero means a
 	// random one. Two processes that use one node id have different
 	// tokens, so the second is refused (presence.ErrNodeTaken) while the
@@ -66,6 +73,8 @@ type Store struct {
 	online string
 	ttl    time.Duration
 	window time.Duration
+	events string // the events stream
+	loc    *time.Location
 	token  string
 
 	apply, sync, heartbeat, leave, counts, nodes *redis.Script
@@ -91,6 +100,12 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.RecoveryWindow == 0 {
 		o.RecoveryWindow = 3 * time.Second
 	}
+	if o.EventsMaxLen <= 0 {
+		o.EventsMaxLen = 100000
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
 	if o.NodeTTL < time.Millisecond {
 		return nil, fmt.Errorf("redisstore: node TTL %v too short", o.NodeTTL)
 	}
@@ -108,7 +123,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.RepairBudget <= 0 {
 		o.RepairBudget = 256
 	}
-	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, token: o.Token, budget: int64(o.RepairBudget)}
+	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, loc: o.Location, token: o.Token, budget: int64(o.RepairBudget), events: o.Prefix + ":events"}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
@@ -122,7 +137,8 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
-		*dst = redis.NewScript(string(lib) + "\n" + string(src))
+		head := fmt.Sprintf("local EVENTS_MAXLEN = %d\n", o.EventsMaxLen)
+		*dst = redis.NewScript(head + string(lib) + "\n" + string(src))
 	}
 	return s, nil
 }
@@ -131,21 +147,32 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 // routes a script by KEYS[1], and every key here shares the prefix's hash
 // tag, which by default is the slot of the online key itself.
 //
-// Some keys are named inside the scripts, at run time, and cannot be
-// listed here: the day's peak (<prefix>:peak:<day>, the day from Redis's
-// clock), and, when a heartbeat or a listing finds other nodes, their
+// extra are a script's own keys, after the common ones (repair's cursor
+// is KEYS[11]); the day's peak (<prefix>:peak:<day>, the day in
+// STATS_TIMEZONE, which only this side knows) always comes last, where
+// lib.lua's peak_key finds it. Some keys are named inside the scripts, at run time, and
+// cannot be listed here: when a heartbeat or a listing finds other nodes, their
 // <prefix>:node:<id> and <prefix>:nodeinfo:<id> keys. They are built from
 // the same prefix, so they hash to the same slot as KEYS[1]; Redis Cluster
 // serves a script's undeclared keys when they are in a slot of the node
 // running it, and these always are (a script without a shebang flag is
 // not held to its declared keys). TestOnCluster runs every script,
 // reaping included, on a real cluster.
-func (s *Store) keys(node string) []string {
+func (s *Store) keys(node string, extra ...string) []string {
 	p := s.prefix
-	return []string{
+	k := []string{
 		p + ":nodes", p + ":users", p + ":conns", p + ":guests", p + ":seq",
 		s.online, p + ":epoch", p + ":node:" + node, p + ":nodeinfo:" + node,
+		s.events,
 	}
+	k = append(k, extra...)
+	return append(k, s.PeakKey(time.Now()))
+}
+
+// PeakKey names the key holding the peak of t's day, the day taken in
+// Options.Location: <prefix>:peak:<days since 1970-01-01>.
+func (s *Store) PeakKey(t time.Time) string {
+	return s.prefix + ":peak:" + strconv.FormatInt(presence.DayNumber(t.In(s.loc)), 10)
 }
 
 // seq is how a node's sequence is stored: "<n>:<token>". The token makes
@@ -194,15 +221,31 @@ func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
 }
 
 // Heartbeat implements presence.Store.
-func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInfo) error {
+func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInfo) ([]presence.Reaped, error) {
 	info.Healthy = false // set by readers, not stored
 	raw, err := json.Marshal(info)
 	if err != nil {
-		return fmt.Errorf("redisstore: heartbeat: %w", err)
+		return nil, fmt.Errorf("redisstore: heartbeat: %w", err)
 	}
-	err = s.heartbeat.Run(ctx, s.rdb, s.keys(info.ID),
-		s.prefix, info.ID, s.seq(seq), s.ttl.Milliseconds(), raw, s.window.Milliseconds()).Err()
-	return wrap("heartbeat", err)
+	res, err := s.heartbeat.Run(ctx, s.rdb, s.keys(info.ID),
+		s.prefix, info.ID, s.seq(seq), s.ttl.Milliseconds(), raw, s.window.Milliseconds()).Slice()
+	if err != nil {
+		return nil, wrap("heartbeat", err)
+	}
+	if len(res) < 2 || (len(res)-2)%3 != 0 {
+		return nil, fmt.Errorf("redisstore: heartbeat: unexpected reply %v", res)
+	}
+	var reaped []presence.Reaped
+	for i := 2; i+2 < len(res); i += 3 {
+		reaped = append(reaped, presence.Reaped{Node: fmt.Sprint(res[i]), Users: toInt(res[i+1]), Connections: toInt(res[i+2])})
+	}
+	switch toInt(res[1]) {
+	case 0:
+		return reaped, wrap("heartbeat", errors.New("RESYNC node not registered"))
+	case 2:
+		return reaped, wrap("heartbeat", errors.New("RESYNC sequence mismatch"))
+	}
+	return reaped, nil
 }
 
 // Leave implements presence.Store. It removes nothing when another
@@ -222,7 +265,7 @@ func (s *Store) Repair(ctx context.Context, node string, seq uint64, users, conn
 	if v, ok := s.cursors.Load(node); ok {
 		cursor = v.(string)
 	}
-	keys := append(s.keys(node), s.prefix+":repair")
+	keys := s.keys(node, s.prefix+":repair")
 	res, err := s.repair.Run(ctx, s.rdb, keys, s.prefix, node, s.seq(seq), users, conns, guests, s.budget, cursor).Slice()
 	if err != nil {
 		return 0, wrap("repair", err)
@@ -348,6 +391,7 @@ type External struct {
 	key    string
 	prefix string
 	ttl    time.Duration
+	loc    *time.Location
 
 	beat, peak, nodes *redis.Script
 }
@@ -365,6 +409,9 @@ type ExternalOptions struct {
 	// NodeTTL is how long a node's published load figures count; zero
 	// means 6s.
 	NodeTTL time.Duration
+	// Location is STATS_TIMEZONE, whose midnight starts the day's peak;
+	// nil means UTC.
+	Location *time.Location
 }
 
 // NewExternal returns a reader of the counter o.Key.
@@ -378,7 +425,10 @@ func NewExternal(rdb redis.UniversalClient, o ExternalOptions) *External {
 	if o.NodeTTL <= 0 {
 		o.NodeTTL = 6 * time.Second
 	}
-	e := &External{rdb: rdb, key: o.Key, prefix: o.Prefix, ttl: o.NodeTTL}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	e := &External{rdb: rdb, key: o.Key, prefix: o.Prefix, ttl: o.NodeTTL, loc: o.Location}
 	e.beat, e.peak, e.nodes = mustScript("ext_beat"), mustScript("ext_peak"), mustScript("nodes")
 	return e
 }
@@ -400,7 +450,8 @@ func mustScript(name string) *redis.Script {
 // Counts implements presence.Reader: Users is the counter (a negative
 // value, from an INCR/DECR counter that drifted, is reported as 0);
 // Connections and Guests are the sums of every live node's published load
-// figures; PeakToday is the highest count presenced has read today (UTC).
+// figures; PeakToday is the highest count presenced has read today (from
+// midnight in Location).
 // Only the counter's read can fail it.
 func (e *External) Counts(ctx context.Context) (presence.Counts, error) {
 	n, err := e.rdb.Get(ctx, e.key).Int64()
@@ -411,7 +462,7 @@ func (e *External) Counts(ctx context.Context) (presence.Counts, error) {
 		return presence.Counts{}, fmt.Errorf("redisstore: get %s: %w", e.key, err)
 	}
 	c := presence.Counts{Users: max(n, 0), PeakToday: max(n, 0)}
-	day := time.Now().UTC().UnixMilli() / 86400000
+	day := presence.DayNumber(time.Now().In(e.loc))
 	if peak, err := e.peak.Run(ctx, e.rdb, []string{e.prefix + ":peak:" + strconv.FormatInt(day, 10)}, e.prefix, c.Users).Int64(); err == nil {
 		c.PeakToday = max(peak, c.Users)
 	}

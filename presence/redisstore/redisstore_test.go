@@ -59,7 +59,7 @@ func TestKeysFollowTheDesign(t *testing.T) {
 	if _, err := s.Sync(ctx(t), presence.Share{Node: "n2", Seq: 1, Users: map[string]int64{"alice": 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1", Host: "h"}); err != nil {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1", Host: "h"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := rdb.Get(ctx(t), online).Val(); got != "2" {
@@ -95,7 +95,7 @@ func TestDataLoss(t *testing.T) {
 	if _, err := s.Counts(ctx(t)); !errors.Is(err, presence.ErrNoData) {
 		t.Fatalf("Counts after FLUSHALL: err = %v, want ErrNoData", err)
 	}
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
 		t.Fatalf("Heartbeat after FLUSHALL: err = %v, want ErrResync", err)
 	}
 	share.Seq, share.Rejoin = 2, true
@@ -106,7 +106,7 @@ func TestDataLoss(t *testing.T) {
 	if err != nil || c.Users != 2 || !c.Partial {
 		t.Fatalf("Counts right after resync = %+v, %v; want 2 users, Partial", c, err)
 	}
-	s.Heartbeat(ctx(t), 2, presence.NodeInfo{ID: "n1"}) // a second node's heartbeat would not extend the window
+	_, _ = s.Heartbeat(ctx(t), 2, presence.NodeInfo{ID: "n1"}) // a second node's heartbeat would not extend the window
 	time.Sleep(350 * time.Millisecond)
 	c, err = s.Counts(ctx(t))
 	if err != nil || c.Users != 2 || c.Partial {
@@ -129,13 +129,13 @@ func TestOutageGrace(t *testing.T) {
 		}
 	}
 	time.Sleep(2 * ttl) // nobody writes: as if Redis were unreachable
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "a"}); err != nil {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "a"}); err != nil {
 		t.Fatalf("Heartbeat(a) after the outage: %v", err)
 	}
 	if c, _ := s.Counts(ctx(t)); c.Users != 2 {
 		t.Fatalf("users after the outage = %d, want 2: b must get one lease to check in", c.Users)
 	}
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "b"}); err != nil {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "b"}); err != nil {
 		t.Fatalf("Heartbeat(b) within its grace lease: %v", err)
 	}
 }
@@ -152,7 +152,7 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatalf("Counts with Redis down: err = %v, want a connection error", err)
 	}
 	srv.Start()
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "n1"}); !errors.Is(err, presence.ErrResync) {
 		t.Fatalf("Heartbeat after restart: err = %v, want ErrResync (scripts reload, share is gone)", err)
 	}
 }
@@ -239,7 +239,7 @@ func TestCountExpiresWhenEveryNodeIsGone(t *testing.T) {
 	if _, err := s.Sync(ctx(t), presence.Share{Node: "only", Seq: 1, Users: map[string]int64{"a": 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "only"}); err != nil {
+	if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "only"}); err != nil {
 		t.Fatal(err)
 	}
 	if pttl := rdb.PTTL(ctx(t), online).Val(); pttl <= 0 || pttl > 2*ttl {
@@ -289,7 +289,7 @@ func TestDuplicateNodeIDRefused(t *testing.T) {
 	if _, err := b.Apply(ctx(t), presence.Batch{Node: "web-1", Seq: 2, Deltas: []presence.Delta{{User: "dave", N: 1}}}); !errors.Is(err, presence.ErrResync) {
 		t.Fatalf("second process's Apply with the first one's sequence: err = %v, want ErrResync", err)
 	}
-	if err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "web-1"}); err != nil {
+	if _, err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "web-1"}); err != nil {
 		t.Fatalf("first process's Heartbeat after the refusal: %v", err)
 	}
 	if got := rdb.HGetAll(ctx(t), p+":node:web-1").Val(); len(got) != 2 || got["alice"] != "1" || got["bob"] != "1" {
@@ -305,7 +305,7 @@ func TestDuplicateNodeIDRefused(t *testing.T) {
 	if _, err := b.Sync(ctx(t), presence.Share{Node: "web-1", Seq: 1, Users: map[string]int64{"carol": 1}}); err != nil {
 		t.Fatalf("Sync of an id whose lease expired: %v", err)
 	}
-	if err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "web-1"}); !errors.Is(err, presence.ErrResync) {
+	if _, err := a.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "web-1"}); !errors.Is(err, presence.ErrResync) {
 		t.Fatalf("old owner's Heartbeat: err = %v, want ErrResync", err)
 	}
 	if _, err := a.Sync(ctx(t), presence.Share{Node: "web-1", Seq: 2, Users: map[string]int64{"alice": 1}}); !errors.Is(err, presence.ErrNodeTaken) {
@@ -377,6 +377,10 @@ func TestRepairAfterEviction(t *testing.T) {
 	if got := rdb.Get(ctx(t), online).Val(); got != "2" {
 		t.Fatalf("%s = %s after repair, want 2 (both, b-1)", online, got)
 	}
+	// Each phantom removed went offline unseen: one offline event each.
+	if got := streamKinds(t, rdb, p+":events", 43); len(got) != 41 || got["offline:a-0"] != 1 || got["offline:b-2"] != 1 || got["offline:both"] != 0 {
+		t.Fatalf("events after the repair: %v, want one offline per phantom (a-0..a-39, b-2)", got)
+	}
 	// The nodes rewrite their shares, as the trackers do on ErrResync.
 	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 2, Users: a}); err != nil {
 		t.Fatal(err)
@@ -416,7 +420,99 @@ func TestRepairFindsUsersEvictedFromTheSums(t *testing.T) {
 	if got := rdb.HGet(ctx(t), p+":users", "y").Val(); got != "2" {
 		t.Fatalf("users[y] = %q after repair, want 2", got)
 	}
+	if got := streamKinds(t, rdb, p+":events", 0); len(got) != 2 || got["online:x"] != 1 || got["online:y"] != 1 {
+		t.Fatalf("events %v, want only the first online ones: y was online all along", got)
+	}
 	if got := rdb.Get(ctx(t), online).Val(); got != "2" {
 		t.Fatalf("%s = %s, want 2", online, got)
+	}
+}
+
+// streamKinds counts the events after the first skip of stream by
+// "type:user".
+func streamKinds(t *testing.T, rdb *redis.Client, stream string, skip int) map[string]int {
+	t.Helper()
+	msgs, err := rdb.XRange(ctx(t), stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, m := range msgs[min(skip, len(msgs)):] {
+		out[fmt.Sprint(m.Values["type"], ":", m.Values["user"])]++
+	}
+	return out
+}
+
+// TestPeakKeyFollowsTimezone: the day's peak is kept under the day number
+// of STATS_TIMEZONE. Zones 26 hours apart never share a calendar day, so
+// two stores with them write two different peak keys, each the one its
+// PeakKey names.
+func TestPeakKeyFollowsTimezone(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	var keys []string
+	for i, zone := range []string{"Etc/GMT-14", "Etc/GMT+12"} {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefix := "{tz}"
+		s, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OnlineKey: "{tz}online", NodeTTL: time.Minute, Location: loc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := fmt.Sprintf("n%d", i)
+		users := map[string]int64{}
+		for u := range 3 + i {
+			users[fmt.Sprint(node, u)] = 1
+		}
+		if _, err := s.Sync(ctx(t), presence.Share{Node: node, Seq: 1, Users: users}); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		key := s.PeakKey(now)
+		want := fmt.Sprintf("%s:peak:%d", prefix, presence.DayNumber(now.In(loc)))
+		if key != want {
+			t.Fatalf("PeakKey in %s = %q, want %q", zone, key, want)
+		}
+		c, err := s.Counts(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		peak, err := rdb.Get(ctx(t), key).Int64()
+		if err != nil || peak != c.PeakToday || peak < int64(len(users)) {
+			t.Fatalf("GET %s = %d, %v; Counts.PeakToday %d; want at least %d", key, peak, err, c.PeakToday, len(users))
+		}
+		keys = append(keys, key)
+	}
+	if keys[0] == keys[1] {
+		t.Fatalf("both zones wrote %s", keys[0])
+	}
+}
+
+// TestRepairLeavesThePeak: repair.lua's own key (its scan cursor) and the
+// day's peak are different KEYS; repairing never overwrites the peak.
+func TestRepairLeavesThePeak(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	s, rdb, _, _ := mustOpen(t, srv, time.Minute, time.Millisecond)
+	users := map[string]int64{}
+	for i := range 300 {
+		users[fmt.Sprintf("u%03d", i)] = 1
+	}
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "n1", Seq: 1, Users: users}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.Repair(ctx(t), "n1", 1, int64(len(users)), int64(len(users)), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := s.PeakKey(time.Now())
+	if got := rdb.Get(ctx(t), key).Val(); got != "300" {
+		t.Fatalf("GET %s = %q after repairs, want 300", key, got)
+	}
+	if c, err := s.Counts(ctx(t)); err != nil || c.PeakToday != 300 {
+		t.Fatalf("Counts = %+v, %v; want PeakToday 300", c, err)
 	}
 }

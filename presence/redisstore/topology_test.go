@@ -68,7 +68,7 @@ func TestOnCluster(t *testing.T) {
 		if _, err := s.Apply(ctx, presence.Batch{Node: "n1", Seq: 2, Deltas: []presence.Delta{{User: "dave", N: 1}}}); err != nil {
 			t.Fatalf("apply on a cluster: %v", err)
 		}
-		if err := s.Heartbeat(ctx, 2, presence.NodeInfo{ID: "n1", Host: "h"}); err != nil {
+		if _, err := s.Heartbeat(ctx, 2, presence.NodeInfo{ID: "n1", Host: "h"}); err != nil {
 			t.Fatalf("heartbeat on a cluster: %v", err)
 		}
 		if got := rdb.Get(ctx, "online_users").Val(); got != "4" {
@@ -84,7 +84,7 @@ func TestOnCluster(t *testing.T) {
 		if _, err := s.Sync(ctx, presence.Share{Node: "n1", Seq: 3, Users: map[string]int64{"alice": 2, "bob": 1, "dave": 1}, Guests: 1}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Heartbeat(ctx, 3, presence.NodeInfo{ID: "n1", Host: "h"}); err != nil {
+		if _, err := s.Heartbeat(ctx, 3, presence.NodeInfo{ID: "n1", Host: "h"}); err != nil {
 			t.Fatalf("heartbeat reaping on a cluster: %v", err)
 		}
 		cnt, err := s.Counts(ctx)

@@ -36,6 +36,12 @@ func Run(t *testing.T, newStore func(t *testing.T) presence.Store) {
 		{"NodesListLoadFigures", testNodes},
 		{"PeakToday", testPeak},
 		{"RandomOpsMatchModel", testRandom},
+		{"TransitionsOncePerUserAcrossNodes", testTransitions},
+		{"SyncRewriteEmitsOnlyRealTransitions", testSyncTransitions},
+		{"LeaveAndReapEmitOffline", testLeaveReapTransitions},
+		{"ReadEventsWaitsForTheNext", testReadEventsBlock},
+		{"ListUsersWalksEveryUserOnce", testListUsers},
+		{"ConnectionsPerUser", testConnections},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,13 +186,13 @@ func testReap(t *testing.T, s presence.Store) {
 	// Keep "live" heartbeating past the dead node's lease.
 	deadline := time.Now().Add(2 * TTL)
 	for time.Now().Before(deadline) {
-		if err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "live"}); err != nil {
+		if _, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "live"}); err != nil {
 			t.Fatalf("Heartbeat(live): %v", err)
 		}
 		time.Sleep(TTL / 5)
 	}
 	wantCounts(t, s, 1, 1, 0)
-	err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "dead"})
+	_, err := s.Heartbeat(ctx(t), 1, presence.NodeInfo{ID: "dead"})
 	if !errors.Is(err, presence.ErrResync) {
 		t.Fatalf("Heartbeat of a reaped node: err = %v, want ErrResync", err)
 	}
@@ -195,11 +201,11 @@ func testReap(t *testing.T, s presence.Store) {
 }
 
 func testHeartbeatUnknown(t *testing.T, s presence.Store) {
-	if err := s.Heartbeat(ctx(t), 0, presence.NodeInfo{ID: "x"}); !errors.Is(err, presence.ErrResync) {
+	if _, err := s.Heartbeat(ctx(t), 0, presence.NodeInfo{ID: "x"}); !errors.Is(err, presence.ErrResync) {
 		t.Fatalf("Heartbeat of an unknown node: err = %v, want ErrResync", err)
 	}
 	mustSync(t, s, presence.Share{Node: "x", Seq: 3})
-	if err := s.Heartbeat(ctx(t), 2, presence.NodeInfo{ID: "x"}); !errors.Is(err, presence.ErrResync) {
+	if _, err := s.Heartbeat(ctx(t), 2, presence.NodeInfo{ID: "x"}); !errors.Is(err, presence.ErrResync) {
 		t.Fatalf("Heartbeat with a stale sequence: err = %v, want ErrResync", err)
 	}
 }
@@ -207,7 +213,7 @@ func testHeartbeatUnknown(t *testing.T, s presence.Store) {
 func testNodes(t *testing.T, s presence.Store) {
 	mustSync(t, s, presence.Share{Node: "a", Seq: 1, Users: map[string]int64{"u1": 1}})
 	info := presence.NodeInfo{ID: "a", Host: "h", PID: 42, Version: "v", Connections: 1, Users: 1, Goroutines: 7, MemoryBytes: 1 << 20}
-	if err := s.Heartbeat(ctx(t), 1, info); err != nil {
+	if _, err := s.Heartbeat(ctx(t), 1, info); err != nil {
 		t.Fatal(err)
 	}
 	nodes, err := s.Nodes(ctx(t))
@@ -305,5 +311,30 @@ func testRandom(t *testing.T, s presence.Store) {
 			n.seq++
 		}
 		check(step)
+	}
+	// Replaying the events must give, for each user, alternating online
+	// and offline starting with online, ending in the model's state.
+	final := map[string]bool{}
+	for _, n := range model {
+		for u := range n.users {
+			final[u] = true
+		}
+	}
+	state := map[string]bool{}
+	for _, e := range allEvents(t, s, "") {
+		want := presence.EventOnline
+		if state[e.User] {
+			want = presence.EventOffline
+		}
+		if e.Type != want {
+			t.Fatalf("event %+v: user was online=%v, want a %s event", e, state[e.User], want)
+		}
+		state[e.User] = e.Type == presence.EventOnline
+	}
+	for u := range users {
+		id := fmt.Sprint("u", u)
+		if state[id] != final[id] {
+			t.Errorf("events say %s online=%v, model says %v", id, state[id], final[id])
+		}
 	}
 }

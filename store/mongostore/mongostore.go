@@ -232,7 +232,7 @@ func (s *Store) UserStats(ctx context.Context, now time.Time) (store.UserStats, 
 	if st.TotalUsers, err = s.users.EstimatedDocumentCount(ctx); err != nil {
 		return store.UserStats{}, fmt.Errorf("mongostore: user stats: count users: %w", wrapErr(err))
 	}
-	today := bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gte", Value: store.StartOfDayUTC(now)}}}}
+	today := bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gte", Value: store.StartOfDay(now)}}}}
 	if st.NewUsersToday, err = s.users.CountDocuments(ctx, today); err != nil {
 		return store.UserStats{}, fmt.Errorf("mongostore: user stats: count new users: %w", wrapErr(err))
 	}
@@ -291,6 +291,70 @@ type historyDoc struct {
 	T                 time.Time `bson:"t"`   // the same minute, for readers who query by a named field
 	OnlineUsers       int64     `bson:"onlineUsers"`
 	OnlineConnections int64     `bson:"onlineConnections"`
+}
+
+// RefreshLastSeen writes at for the users with no stored time or one
+// before stale, per chunk of BatchSize users: one $in update of the stale
+// documents, one $in query for the ids that exist, and upserts for the
+// missing ones (rare: users are written when they connect). Upserts
+// filtered on the stored time would need one statement per user and
+// duplicate-key errors for fresh ones, at which FerretDB v1 stops the
+// whole unordered bulk write.
+func (s *Store) RefreshLastSeen(ctx context.Context, users []string, at, stale time.Time) (int, error) {
+	written := 0
+	for chunk := range slices.Chunk(users, s.batch) {
+		in := bson.D{{Key: "$in", Value: chunk}}
+		res, err := s.lastSeen.UpdateMany(ctx,
+			bson.D{{Key: "_id", Value: in}, {Key: "lastSeenAt", Value: bson.D{{Key: "$lt", Value: stale}}}},
+			bson.D{{Key: "$max", Value: bson.D{{Key: "lastSeenAt", Value: at}}}})
+		if err != nil {
+			return written, fmt.Errorf("mongostore: refresh last seen (%d): %w", len(users), wrapErr(err))
+		}
+		written += int(res.ModifiedCount)
+		missing, err := s.missingLastSeen(ctx, chunk)
+		if err != nil {
+			return written, fmt.Errorf("mongostore: refresh last seen (%d): %w", len(users), err)
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		seen := make([]store.LastSeen, len(missing))
+		for i, id := range missing {
+			seen[i] = store.LastSeen{UserID: id, At: at}
+		}
+		if err := s.TouchLastSeen(ctx, seen); err != nil {
+			return written, err
+		}
+		written += len(missing)
+	}
+	return written, nil
+}
+
+// missingLastSeen returns the ids of ids that have no last-seen document.
+func (s *Store) missingLastSeen(ctx context.Context, ids []string) ([]string, error) {
+	cur, err := s.lastSeen.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetBatchSize(int32(s.batch)))
+	if err != nil {
+		return nil, wrapErr(err)
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, wrapErr(err)
+	}
+	have := make(map[string]bool, len(docs))
+	for _, d := range docs {
+		have[d.ID] = true
+	}
+	var missing []string
+	for _, id := range ids {
+		if !have[id] {
+			missing = append(missing, id)
+			have[id] = true // once, if ids repeats it
+		}
+	}
+	return missing, nil
 }
 
 // AddHistory replaces the document of p's minute (upsert), so a second

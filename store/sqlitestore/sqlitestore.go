@@ -110,7 +110,7 @@ func (s *Store) UserStats(ctx context.Context, now time.Time) (store.UserStats, 
 		(SELECT count(*) FROM users),
 		(SELECT count(*) FROM users WHERE created_at >= ?),
 		(SELECT count(*) FROM last_seen WHERE last_seen_at >= ?)`,
-		store.StartOfDayUTC(now).UnixMilli(), now.Add(-24*time.Hour).UnixMilli(),
+		store.StartOfDay(now).UnixMilli(), now.Add(-24*time.Hour).UnixMilli(),
 	).Scan(&st.TotalUsers, &st.NewUsersToday, &st.ActiveUsers24h)
 	if err != nil {
 		return store.UserStats{}, fmt.Errorf("sqlitestore: user stats: %w", wrapErr(err))
@@ -155,6 +155,41 @@ func (s *Store) TouchLastSeen(ctx context.Context, seen []store.LastSeen) error 
 		}
 	}
 	return nil
+}
+
+// RefreshLastSeen writes at for the users with no stored time or one
+// before stale, in transactions of at most 500 rows. The upsert's WHERE
+// leaves fresh rows unchanged, and SQLite writes no page for them.
+func (s *Store) RefreshLastSeen(ctx context.Context, users []string, at, stale time.Time) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	written := 0
+	for chunk := range slices.Chunk(users, batchSize) {
+		n := 0
+		err := s.inTx(ctx, `INSERT INTO last_seen (user_id, last_seen_at) VALUES (?, ?)
+			ON CONFLICT (user_id) DO UPDATE SET last_seen_at = excluded.last_seen_at
+			WHERE last_seen_at < ? AND last_seen_at < excluded.last_seen_at`,
+			func(stmt *sql.Stmt) error {
+				for _, u := range chunk {
+					res, err := stmt.ExecContext(ctx, u, at.UnixMilli(), stale.UnixMilli())
+					if err != nil {
+						return err
+					}
+					rows, err := res.RowsAffected()
+					if err != nil {
+						return err
+					}
+					n += int(rows)
+				}
+				return nil
+			})
+		if err != nil {
+			return written, fmt.Errorf("sqlitestore: refresh last seen (%d): %w", len(users), err)
+		}
+		written += n
+	}
+	return written, nil
 }
 
 // AddHistory stores p at its minute, replacing a point already there.

@@ -38,6 +38,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LastSeenMonotonic", testLastSeenMonotonic},
 		{"SeenSinceBoundaries", testSeenSinceBoundaries},
 		{"TouchLastSeenManyBatches", testTouchLastSeenManyBatches},
+		{"RefreshLastSeenOnlyStale", testRefreshLastSeenOnlyStale},
+		{"RefreshLastSeenManyBatches", testRefreshLastSeenManyBatches},
 		{"HistoryIdempotent", testHistoryIdempotent},
 		{"HistoryRangeAndOrder", testHistoryRangeAndOrder},
 		{"EmptyWrites", testEmptyWrites},
@@ -116,29 +118,33 @@ func testUserStats(t *testing.T, s store.Store) {
 	}
 }
 
-// testNewUsersTodayBoundary checks that "today" starts at 00:00 UTC, not at
-// midnight of now's location.
+// testNewUsersTodayBoundary checks that "today" starts at midnight of
+// now's location (STATS_TIMEZONE): 00:00 UTC for a time in UTC, 05:00 UTC
+// for one at -05:00.
 func testNewUsersTodayBoundary(t *testing.T, s store.Store) {
 	midnight := time.Date(2025, 3, 10, 0, 0, 0, 0, time.UTC)
+	est := time.FixedZone("EST", -5*3600)
+	estMidnight := time.Date(2025, 3, 9, 0, 0, 0, 0, est) // 2025-03-09 05:00 UTC
 	mustInsertUsers(t, s, []store.User{
 		{ID: "before", CreatedAt: midnight.Add(-time.Millisecond)},
 		{ID: "at", CreatedAt: midnight},
 		{ID: "after", CreatedAt: midnight.Add(time.Millisecond)},
-		{ID: "eastern", CreatedAt: midnight.Add(-4 * time.Hour)}, // 2025-03-09 in UTC and in -05:00
+		{ID: "est-before", CreatedAt: estMidnight.Add(-time.Millisecond)},
+		{ID: "est-at", CreatedAt: estMidnight},
 	})
-	// 02:00 UTC shown at -05:00 is still 2025-03-09 there: a local-midnight
-	// computation would count "eastern" and "before" too.
-	now := midnight.Add(2 * time.Hour).In(time.FixedZone("EST", -5*3600))
-	if got := mustUserStats(t, s, now); got.NewUsersToday != 2 || got.TotalUsers != 4 {
-		t.Errorf("UserStats(%v) = %+v, want TotalUsers 4, NewUsersToday 2 (at, after)", now, got)
+	if got := mustUserStats(t, s, midnight); got.NewUsersToday != 2 || got.TotalUsers != 5 {
+		t.Errorf("UserStats(00:00 UTC) = %+v, want TotalUsers 5, NewUsersToday 2 (at, after)", got)
 	}
-	if got := mustUserStats(t, s, midnight); got.NewUsersToday != 2 {
-		t.Errorf("UserStats(00:00) NewUsersToday = %d, want 2", got.NewUsersToday)
+	// 02:00 UTC is 2025-03-09 21:00 at -05:00: today there began at
+	// 05:00 UTC the day before.
+	now := midnight.Add(2 * time.Hour).In(est)
+	if got := mustUserStats(t, s, now); got.NewUsersToday != 4 {
+		t.Errorf("UserStats(%v) NewUsersToday = %d, want 4 (all but est-before)", now, got.NewUsersToday)
 	}
-	// A minute earlier "today" is 2025-03-09, which all four were created
-	// on or after.
-	if got := mustUserStats(t, s, midnight.Add(-time.Minute)); got.NewUsersToday != 4 {
-		t.Errorf("UserStats(23:59) NewUsersToday = %d, want 4", got.NewUsersToday)
+	// A minute before midnight UTC, "today" in UTC is 2025-03-09, which
+	// all five were created on or after (est-before at 04:59 UTC).
+	if got := mustUserStats(t, s, midnight.Add(-time.Minute)); got.NewUsersToday != 5 {
+		t.Errorf("UserStats(23:59 UTC) NewUsersToday = %d, want 5", got.NewUsersToday)
 	}
 }
 
@@ -332,6 +338,70 @@ func testTouchLastSeenManyBatches(t *testing.T, s store.Store) {
 	mustTouch(t, s, seen)
 	if got := mustSeenSince(t, s, later); got != n {
 		t.Errorf("SeenSince(base+1h) = %d, want %d", got, n)
+	}
+}
+
+// testRefreshLastSeenOnlyStale: a missing user and one whose time is
+// before stale are written, a fresh one and one stored in the future are
+// left alone.
+func testRefreshLastSeenOnlyStale(t *testing.T, s store.Store) {
+	mustTouch(t, s, []store.LastSeen{
+		{UserID: "old", At: base.Add(-time.Hour)},
+		{UserID: "fresh", At: base},
+		{UserID: "ahead", At: base.Add(time.Hour)},
+	})
+	at, stale := base.Add(30*time.Second), base.Add(-time.Second)
+	n, err := s.RefreshLastSeen(ctx(t), []string{"old", "fresh", "ahead", "new"}, at, stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("RefreshLastSeen wrote %d, want 2 (old, new)", n)
+	}
+	if got := mustSeenSince(t, s, at); got != 3 {
+		t.Errorf("SeenSince(at) = %d, want 3 (old, new, ahead)", got)
+	}
+	if got := mustSeenSince(t, s, base.Add(time.Millisecond)); got != 3 {
+		t.Errorf("SeenSince(base+1ms) = %d, want 3 (fresh kept at base)", got)
+	}
+	if got := mustSeenSince(t, s, base.Add(time.Hour)); got != 1 {
+		t.Errorf("SeenSince(base+1h) = %d, want 1 (ahead not moved back)", got)
+	}
+	// Again at once: everything is fresh now.
+	if n, err := s.RefreshLastSeen(ctx(t), []string{"old", "new"}, at.Add(time.Second), stale); err != nil || n != 0 {
+		t.Errorf("second RefreshLastSeen = %d, %v; want 0, nil", n, err)
+	}
+	if n, err := s.RefreshLastSeen(ctx(t), nil, at, stale); err != nil || n != 0 {
+		t.Errorf("RefreshLastSeen(nil) = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// testRefreshLastSeenManyBatches crosses batch boundaries with half of the
+// users fresh.
+func testRefreshLastSeenManyBatches(t *testing.T, s store.Store) {
+	const n = 130
+	users := make([]string, n)
+	var fresh []store.LastSeen
+	for i := range users {
+		users[i] = fmt.Sprintf("user-%03d", i)
+		if i%2 == 0 {
+			fresh = append(fresh, store.LastSeen{UserID: users[i], At: base})
+		}
+	}
+	mustTouch(t, s, fresh)
+	at := base.Add(time.Minute)
+	got, err := s.RefreshLastSeen(ctx(t), users, at, base.Add(-time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != n/2 {
+		t.Errorf("RefreshLastSeen wrote %d, want %d", got, n/2)
+	}
+	if c := mustSeenSince(t, s, base); c != n {
+		t.Errorf("SeenSince(base) = %d, want %d", c, n)
+	}
+	if c := mustSeenSince(t, s, at); c != n/2 {
+		t.Errorf("SeenSince(at) = %d, want %d", c, n/2)
 	}
 }
 

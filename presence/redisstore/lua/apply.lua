@@ -8,7 +8,8 @@
 -- ARGV[5] change in the node's guest connections
 -- ARGV[6], ARGV[7], ... pairs of user id, change in that user's connections
 --
--- Returns the number of online users, or the error "RESYNC ..." without
+-- Emits an online/offline event for every user whose cluster-wide count
+-- crosses 0. Returns the number of online users, or the error "RESYNC ..." without
 -- writing anything when the node is not registered, its sequence differs
 -- (a write was lost) or a delta would take a count below zero.
 
@@ -38,19 +39,17 @@ if guests < 0 and tonumber(redis.call('HGET', KEYS[4], node) or '0') + guests < 
   return redis.error_reply('RESYNC guests below zero')
 end
 
+local now = now_ms()
 for i = 6, #ARGV, 2 do
   local user, d = ARGV[i], tonumber(ARGV[i + 1])
   if redis.call('HINCRBY', KEYS[8], user, d) <= 0 then
     redis.call('HDEL', KEYS[8], user)
   end
-  if redis.call('HINCRBY', KEYS[2], user, d) <= 0 then
-    redis.call('HDEL', KEYS[2], user)
-  end
+  add_user(user, d, now, false)
 end
 redis.call('HINCRBY', KEYS[3], node, total + guests)
 redis.call('HINCRBY', KEYS[4], node, guests)
 redis.call('HSET', KEYS[5], node, ARGV[4])
 
-local now = now_ms()
 touch_epoch(now, 0)
 return publish(prefix, now)

@@ -10,9 +10,13 @@
 -- ARGV[6] recovery window in ms (a heartbeat comes from a node that wrote
 --         before, so an empty data set means Redis lost data)
 --
--- Returns {online users, nodes reaped}, or the error "RESYNC ..." when the
--- node is not registered or its sequence differs; the reaping is done
--- either way.
+-- Reaping emits an offline event for every user it takes to 0.
+--
+-- Returns {online users, 1 when registered and current (0 when not
+-- registered, 2 when its sequence differs), then for each
+-- node reaped: node id, users in its share, connections in its share}.
+-- The reaping is done either way; the Go side turns "not registered or
+-- sequence differs" into RESYNC (a script error would lose what it reaped).
 
 local prefix, node = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[4])
@@ -38,8 +42,12 @@ if current then
 end
 
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+local reaped = {}
 for _, n in ipairs(dead) do
-  drop_node(prefix, n)
+  local users, conns = drop_node(prefix, n, now)
+  reaped[#reaped + 1] = n
+  reaped[#reaped + 1] = users
+  reaped[#reaped + 1] = conns
 end
 -- online_users is rewritten by every script that changes the sums; a
 -- heartbeat changes them only when it reaps (or the key is gone), and
@@ -54,10 +62,14 @@ end
 -- expires instead of claiming their users forever.
 redis.call('PEXPIRE', KEYS[6], 2 * ttl)
 
+local status = 1
 if not registered then
-  return redis.error_reply('RESYNC node not registered')
+  status = 0
+elseif not current then
+  status = 2
 end
-if not current then
-  return redis.error_reply('RESYNC sequence mismatch')
+local out = {online, status}
+for _, v in ipairs(reaped) do
+  out[#out + 1] = v
 end
-return {online, #dead}
+return out

@@ -5,7 +5,7 @@
 -- Every call does a bounded slice of the work, about ARGV[7] hash reads.
 --
 -- KEYS: as in lib.lua, and
---   KEYS[10] <prefix>:repair   STRING cursor of the users-hash scan, shared by
+--   KEYS[11] <prefix>:repair   STRING cursor of the users-hash scan, shared by
 --                               every node so that together they cover it
 -- ARGV[1] key prefix
 -- ARGV[2] node id
@@ -47,6 +47,9 @@ local function shares_sum(user)
   return sum
 end
 
+-- A phantom removed is a user who went offline unseen (their share was
+-- evicted): it emits the offline event. A user restored to the hash was
+-- online all along (only the hash entry was lost): no event.
 local fixed = 0
 local function settle(user, have)
   local sum = shares_sum(user)
@@ -55,17 +58,20 @@ local function settle(user, have)
       redis.call('HSET', KEYS[2], user, sum)
     else
       redis.call('HDEL', KEYS[2], user)
+      if have > 0 then
+        emit('offline', user, now)
+      end
     end
     fixed = fixed + 1
   end
 end
 
 -- 2. A slice of the users hash against the shares: phantoms and wrong sums.
-local page = redis.call('HSCAN', KEYS[2], redis.call('GET', KEYS[10]) or '0', 'COUNT', count)
+local page = redis.call('HSCAN', KEYS[2], redis.call('GET', KEYS[11]) or '0', 'COUNT', count)
 for i = 1, #page[2], 2 do
   settle(page[2][i], tonumber(page[2][i + 1]))
 end
-redis.call('SET', KEYS[10], page[1])
+redis.call('SET', KEYS[11], page[1])
 
 -- 3. A slice of this node's share against the users hash: users the hash lost.
 local own = redis.call('HSCAN', KEYS[8], ARGV[8], 'COUNT', count)

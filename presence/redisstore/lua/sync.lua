@@ -13,9 +13,11 @@
 --         data set means Redis lost data), else 0
 -- ARGV[8], ARGV[9], ... pairs of user id, that user's connections (> 0)
 --
--- Returns the number of online users, or the error "TAKEN <lease expiry
--- ms> ..." without writing anything when another process (another
--- token) holds a live lease on the node id.
+-- Emits an online/offline event for every user whose cluster-wide count
+-- crosses 0 between before and after the rewrite. Returns the number of
+-- online users, or the error "TAKEN <lease expiry ms> ..." without
+-- writing anything when another process (another token) holds a live
+-- lease on the node id.
 
 local prefix, node = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[4])
@@ -29,12 +31,20 @@ if held and lease_owner(held) ~= lease_owner(ARGV[3]) then
 end
 touch_epoch(now, tonumber(ARGV[7]))
 
--- Take the old share out of the sums.
+-- Take the old share out of the sums, remembering each touched user's
+-- count before the rewrite: transitions compare before with after, so a
+-- user in both the old and the new share emits nothing.
+local before, touched = {}, {}
+local function remember(user)
+  if before[user] == nil then
+    before[user] = tonumber(redis.call('HGET', KEYS[2], user) or '0')
+    touched[#touched + 1] = user
+  end
+end
 local old = redis.call('HGETALL', KEYS[8])
 for i = 1, #old, 2 do
-  if redis.call('HINCRBY', KEYS[2], old[i], -tonumber(old[i + 1])) <= 0 then
-    redis.call('HDEL', KEYS[2], old[i])
-  end
+  remember(old[i])
+  add_user(old[i], -tonumber(old[i + 1]), now, true)
 end
 redis.call('DEL', KEYS[8])
 
@@ -42,9 +52,18 @@ local total = 0
 for i = 8, #ARGV, 2 do
   local user, n = ARGV[i], tonumber(ARGV[i + 1])
   if n > 0 then
+    remember(user)
     redis.call('HSET', KEYS[8], user, n)
-    redis.call('HINCRBY', KEYS[2], user, n)
+    add_user(user, n, now, true)
     total = total + n
+  end
+end
+for _, user in ipairs(touched) do
+  local after = tonumber(redis.call('HGET', KEYS[2], user) or '0')
+  if before[user] <= 0 and after > 0 then
+    emit('online', user, now)
+  elseif before[user] > 0 and after <= 0 then
+    emit('offline', user, now)
   end
 end
 local guests = tonumber(ARGV[5])
