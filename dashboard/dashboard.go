@@ -154,7 +154,7 @@ type Service struct {
 // Fallbacks returns how many times the online count was answered from the
 // data store's fallback, and how many from the last good value marked
 // stale, because the presence store failed, was slow or was rebuilding.
-// The event streams' poller asks four times a second while a stream is
+// The event streams' poller asks every 50 ms (StreamEvery) while a stream is
 // open, so these count answers computed, not HTTP responses.
 func (s *Service) Fallbacks() (fallback, stale int64) {
 	return s.fallbacks.Load(), s.staleAnswers.Load()
