@@ -20,8 +20,12 @@ type TrackerOptions struct {
 	// Counter is read every heartbeat for Online when Store is nil (the
 	// external counter); nil means Online is this node's own users.
 	Counter Reader
-	// BatchWindow is how long connects and disconnects gather before they
-	// are written as one batch; zero writes at once.
+	// BatchWindow is the shortest time between two batch writes: a change
+	// after a quiet window is written at once, and changes that arrive
+	// sooner gather until the window since the last write has passed, so
+	// a burst costs one write per window. Zero writes whenever a change
+	// arrives and no write is running (the changes that arrive during a
+	// write go in the next one).
 	BatchWindow time.Duration
 	// BatchMax caps the users per store call; zero means 1000.
 	BatchMax int
@@ -69,7 +73,8 @@ type Tracker struct {
 	seq    uint64 // the sequence the store holds for us; owned by the Run goroutine
 	used   uint64 // the highest sequence ever sent, so every rewrite attempt gets a fresh one; Run goroutine only
 	online atomic.Int64
-	down   atomic.Bool // the last store call failed
+	down   atomic.Bool   // the last store call failed
+	writes atomic.Uint64 // store writes that succeeded (Writes)
 
 	state      atomic.Int32          // 0, stateUnavailable or stateRefused: what was last logged
 	writeErr   atomic.Pointer[error] // the last store call's error, nil after a success
@@ -217,6 +222,11 @@ func (t *Tracker) Online() int64 {
 	return t.online.Load()
 }
 
+// Writes counts the batches and shares this tracker has written to the
+// store. A reader that caches counts read from the store drops them when
+// it changes, so that a node's own connects and disconnects show at once.
+func (t *Tracker) Writes() uint64 { return t.writes.Load() }
+
 // StoreDown reports whether the last write to the store failed.
 func (t *Tracker) StoreDown() bool { return t.down.Load() }
 
@@ -264,6 +274,7 @@ func (t *Tracker) Run(ctx context.Context) {
 	}
 	t.flush(ctx)
 	beat()
+	var lastFlush time.Time // start of the last batch write
 	for {
 		select {
 		case <-ctx.Done():
@@ -273,14 +284,19 @@ func (t *Tracker) Run(ctx context.Context) {
 			t.release()
 			return
 		case <-t.kick:
-			if t.o.BatchWindow <= 0 {
-				t.flush(ctx)
-			} else if windowC == nil {
-				window = time.NewTimer(t.o.BatchWindow)
-				windowC = window.C
+			if windowC != nil {
+				break // the open window's write will take it
 			}
+			if wait := t.o.BatchWindow - time.Since(lastFlush); wait > 0 {
+				window = time.NewTimer(wait)
+				windowC = window.C
+				break
+			}
+			lastFlush = time.Now()
+			t.flush(ctx)
 		case <-windowC:
 			windowC = nil
+			lastFlush = time.Now()
 			t.flush(ctx)
 		case <-hb.C:
 			beat()
@@ -386,6 +402,7 @@ func (t *Tracker) flush(ctx context.Context) {
 		}
 		t.seq = b.Seq
 		t.online.Store(online)
+		t.writes.Add(1)
 	}
 	closeAll(waiters)
 }
@@ -417,6 +434,7 @@ func (t *Tracker) writeShare(ctx context.Context, share Share) {
 	}
 	t.seq = share.Seq
 	t.online.Store(online)
+	t.writes.Add(1)
 	t.mu.Lock()
 	t.resync = false
 	t.mu.Unlock()
