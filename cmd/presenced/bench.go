@@ -65,13 +65,15 @@ const benchMaxHold = time.Hour
 
 // benchUsage lists the bench subcommands; each one's flags follow it in
 // its --help.
-const benchUsage = `usage: presenced bench [conn|http|freshness] [flags]
+const benchUsage = `usage: presenced bench [conn|http|freshness|store] [flags]
   conn       open --conns connections (/ws, Socket.IO or long-polling), hold
              them, optionally paced (--rate) and churned (--churn-rate);
              the default when no subcommand is given
   http       closed-loop keep-alive load on an admin endpoint: req/s, p50/p99/max
   freshness  time from a connect or disconnect to the change in online_users
              (Redis) and on the SSE stream: p50/p99
+  store      in-process nodes, no sockets, on an empty Redis: memory per
+             user, connects/s, longest script, heartbeat, reap, rewrite
 Targets must be loopback addresses. See BENCHMARKS.md and bench/.
 `
 
@@ -95,6 +97,8 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		return runBenchHTTP(ctx, args, getenv, stdout, stderr)
 	case "freshness":
 		return runBenchFreshness(ctx, args, getenv, stdout, stderr)
+	case "store":
+		return runBenchStore(ctx, args, getenv, stdout, stderr)
 	case "help":
 		return helpShown{benchUsage}
 	}
