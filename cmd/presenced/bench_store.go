@@ -171,6 +171,8 @@ type storeSim struct {
 type storeResult struct {
 	topology                 string
 	baseline, afterConnect   int64 // used_memory
+	usersHash, shares        int64 // MEMORY USAGE after the connects
+	events                   int64
 	afterRewrite             int64
 	seqRate, concRate        float64 // connects/s
 	bigRate                  float64 // connects/s of the big node alone
@@ -397,6 +399,12 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 	r.concRate = float64(o.users-seqN) / time.Since(start).Seconds()
 	if r.afterConnect, err = s.usedMemory(ctx); err != nil {
 		return nil, err
+	}
+	// Where the bytes go (MEMORY USAGE samples big hashes: an estimate).
+	usage := func(key string) int64 { return s.rdb.MemoryUsage(ctx, key).Val() }
+	r.usersHash, r.events = usage("{online_users}:users"), usage("{online_users}:events")
+	for _, n := range nodes {
+		r.shares += usage("{online_users}:node:" + n.id)
 	}
 	if r.scriptConnect, err = s.longestScript(ctx); err != nil {
 		return nil, err
@@ -771,6 +779,8 @@ func (r *storeResult) print(w io.Writer, o storeBenchOptions) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tvalue\tgoal\t")
 	fmt.Fprintf(tw, "Redis memory per online user (used_memory delta / users)\t%.1f B\t<= %d B\t%s\n", bpu, storeGoalBytesPerUser, verdict(bpu <= storeGoalBytesPerUser))
+	per := func(b int64) float64 { return float64(b) / float64(o.users) }
+	fmt.Fprintf(tw, "  users hash / node shares / events stream (MEMORY USAGE)\t%.1f / %.1f / %.1f B\t\t\n", per(r.usersHash), per(r.shares), per(r.events))
 	fmt.Fprintf(tw, "  the same after the rewrite (fresh data set)\t%.1f B\t\t\n", bpuFresh)
 	fmt.Fprintf(tw, "connects/s, one Apply at a time\t%.0f\t>= %d\t%s\n", r.seqRate, storeGoalConnectsPerS, verdict(r.seqRate >= storeGoalConnectsPerS))
 	fmt.Fprintf(tw, "connects/s, %d nodes at once\t%.0f\t>= %d\t%s\n", o.nodes, r.concRate, storeGoalConnectsPerS, verdict(r.concRate >= storeGoalConnectsPerS))
