@@ -289,7 +289,7 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 		r.topology = "Redis " + c.Options().Addr
 	}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("Redis: %w", err)
+		return nil, fmt.Errorf("ping: %w", err)
 	}
 	// An empty Redis only: the run ends with FLUSHALL.
 	var keys atomic.Int64
