@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,5 +136,51 @@ func TestCountsCacheShared(t *testing.T) {
 	wg.Wait()
 	if n := reader.reads.Load() - before; n != 1 {
 		t.Fatalf("50 concurrent overviews after a write read the store %d times, want 1", n)
+	}
+}
+
+// failingReader is a presence store that is down: every read fails after
+// delay.
+type failingReader struct {
+	*memstore.Store
+	reads atomic.Int64
+	delay time.Duration
+}
+
+func (f *failingReader) Counts(context.Context) (presence.Counts, error) {
+	f.reads.Add(1)
+	time.Sleep(f.delay)
+	return presence.Counts{}, errors.New("connect: connection refused")
+}
+
+// TestFailureHeld: after a failed read of the presence store the node's
+// requests get the fallback at once for FailureHold, and while the next
+// probe is in flight, instead of each waiting on a store that just failed.
+func TestFailureHeld(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	reader := &failingReader{Store: memstore.New(time.Hour, nil), delay: 100 * time.Millisecond}
+	svc := startService(t, dashboard.Options{Presence: reader, Source: "redis", Store: mustOpenSQLite(t),
+		FailureHold: 400 * time.Millisecond})
+	if o := svc.Overview(ctx); o.Source == "redis" {
+		t.Fatalf("overview with the store down: source %q, want the fallback", o.Source)
+	}
+	before := reader.reads.Load()
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if o := svc.Overview(ctx); o.Source == "redis" {
+				t.Errorf("overview with the store down: source %q", o.Source)
+			}
+		})
+	}
+	wg.Wait()
+	if n := reader.reads.Load() - before; n != 0 {
+		t.Fatalf("50 overviews during the hold read the store %d times, want 0", n)
+	}
+	time.Sleep(500 * time.Millisecond) // the hold ends: the next request probes
+	svc.Overview(ctx)
+	if n := reader.reads.Load() - before; n != 1 {
+		t.Fatalf("after the hold %d reads, want 1 probe", n)
 	}
 }

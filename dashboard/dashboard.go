@@ -67,6 +67,12 @@ type Options struct {
 	// flight when it arrived or that it starts itself: never older than
 	// one round trip.
 	CountsMaxAge time.Duration
+	// FailureHold is how long a failed read of the presence store (Redis
+	// down or too slow) is remembered: requests in that time get the
+	// fallback at once instead of each waiting up to ReadBudget for a
+	// store that just failed. A write by Tracker (Redis answering again)
+	// ends it at once. Zero means 250ms; negative turns it off.
+	FailureHold time.Duration
 	// StatsRefresh is how often user totals are recounted; zero means 10s.
 	StatsRefresh time.Duration
 	// Shared, when set, makes the user totals computed once per
@@ -167,6 +173,9 @@ func New(o Options) *Service {
 	}
 	if o.StatsRefresh <= 0 {
 		o.StatsRefresh = 10 * time.Second
+	}
+	if o.FailureHold == 0 {
+		o.FailureHold = 250 * time.Millisecond
 	}
 	if o.LastSeenInterval <= 0 {
 		o.LastSeenInterval = 30 * time.Second
@@ -349,12 +358,23 @@ func (s *Service) counts(ctx context.Context) (presence.Counts, error) {
 	now := time.Now()
 	s.mu.Lock()
 	cc := &s.cache
-	if s.o.CountsMaxAge > 0 && cc.ok && cc.writes == writes && now.Sub(cc.at) < s.o.CountsMaxAge {
-		c, err := cc.c, cc.err
-		s.mu.Unlock()
-		return c, err
+	failed := s.o.FailureHold > 0 && cc.ok && cc.writes == writes && cc.err != nil && !errors.Is(cc.err, presence.ErrNoData)
+	if cc.ok && cc.writes == writes {
+		age := now.Sub(cc.at)
+		if (s.o.CountsMaxAge > 0 && age < s.o.CountsMaxAge) || (failed && age < s.o.FailureHold) {
+			c, err := cc.c, cc.err
+			s.mu.Unlock()
+			return c, err
+		}
 	}
 	if f := cc.inflight; f != nil {
+		if failed {
+			// The store failed last time and is being probed again:
+			// answer from the fallback now rather than wait on the probe.
+			c, err := cc.c, cc.err
+			s.mu.Unlock()
+			return c, err
+		}
 		s.mu.Unlock()
 		select {
 		case <-f.done:
