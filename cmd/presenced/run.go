@@ -145,6 +145,9 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	if secret == nil {
 		return usageError{"token: JWT_SECRET is not set and JWT_JWKS_URL is: tokens come from your identity provider"}
 	}
+	if cfg.JWTSecret == "" {
+		warnOpenKept(cfg, jwtSecretFile, warnOnStderr(stderr))
+	}
 	tok, err := auth.MintFor(secret, *user, *admin, *ttl, time.Now(), cfg.JWTIssuer, cfg.JWTAudience)
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
