@@ -277,6 +277,11 @@ func TestCLIStatusAndConnectErrors(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "refused the WebSocket: 401") {
 		t.Errorf("connect with a token of another secret: exit %d, stderr %q", code, stderr)
 	}
+	// As a guest on a node without ALLOW_ANONYMOUS, the refusal says what to do.
+	_, stderr, code = runCLI(t, t.TempDir(), map[string]string{"DATA_DIR": t.TempDir()}, "connect", "--url", ws)
+	if code != 1 || !strings.Contains(stderr, "refused the WebSocket: 401") || !strings.Contains(stderr, "ALLOW_ANONYMOUS=true") {
+		t.Errorf("connect as a guest: exit %d, stderr %q; want the 401 and the ALLOW_ANONYMOUS hint", code, stderr)
+	}
 	// A user token is minted with the node's secret; the server closes it
 	// at SIGTERM with 1001, which connect shows and ends on with 0.
 	c := StartProc(t, t.TempDir(), []string{"connect", "--url", ws, "--token", Token(t, "carol")}, nil)
