@@ -61,6 +61,12 @@ type Options struct {
 	LocalNode func() presence.NodeInfo
 	// ReadBudget caps the wait for the presence store; zero means 150ms.
 	ReadBudget time.Duration
+	// CountsMaxAge is how long counts read from the presence store may be
+	// served to later requests of this node; a write by Tracker drops
+	// them at once. Zero serves each request from a read that was in
+	// flight when it arrived or that it starts itself: never older than
+	// one round trip.
+	CountsMaxAge time.Duration
 	// StatsRefresh is how often user totals are recounted; zero means 10s.
 	StatsRefresh time.Duration
 	// Shared, when set, makes the user totals computed once per
@@ -134,6 +140,7 @@ type Service struct {
 	haveFall  bool
 	refresh   chan struct{}
 	filled    chan struct{} // closed after the first refresh
+	cache     countsCache
 
 	streamOnce sync.Once
 	stream     *Stream
@@ -147,7 +154,7 @@ type Service struct {
 // Fallbacks returns how many times the online count was answered from the
 // data store's fallback, and how many from the last good value marked
 // stale, because the presence store failed, was slow or was rebuilding.
-// The event streams' poller asks four times a second while a stream is
+// The event streams' poller asks every 50 ms (StreamEvery) while a stream is
 // open, so these count answers computed, not HTTP responses.
 func (s *Service) Fallbacks() (fallback, stale int64) {
 	return s.fallbacks.Load(), s.staleAnswers.Load()
@@ -295,6 +302,11 @@ func (s *Service) Overview(ctx context.Context) Overview {
 // waitFilled lets the very first requests wait (within their budget) for
 // the first cache fill instead of answering zeros.
 func (s *Service) waitFilled(ctx context.Context) {
+	select {
+	case <-s.filled: // the common case, without a timer for every request
+		return
+	default:
+	}
 	t := time.NewTimer(s.o.ReadBudget)
 	defer t.Stop()
 	select {
@@ -304,12 +316,72 @@ func (s *Service) waitFilled(ctx context.Context) {
 	}
 }
 
+// countsCache holds the last counts read from the presence store and the
+// read in flight (see Options.CountsMaxAge). Its fields are guarded by
+// Service.mu.
+type countsCache struct {
+	c        presence.Counts
+	err      error
+	at       time.Time // when the read started
+	writes   uint64    // Tracker.Writes when the read started
+	ok       bool
+	inflight *countsRead // the read in flight, nil when none
+}
+
+// countsRead is one read of the presence store, shared by every request
+// that arrives while it runs.
+type countsRead struct {
+	done chan struct{} // closed when c and err are set
+	c    presence.Counts
+	err  error
+}
+
+// counts reads the presence store within the budget. Requests that arrive
+// while a read is in flight share its answer instead of sending their own
+// (under load the store is read once per round trip, not once per
+// request); with CountsMaxAge, counts young enough are served from cache
+// as long as this node has written nothing since.
+func (s *Service) counts(ctx context.Context) (presence.Counts, error) {
+	var writes uint64
+	if s.o.Tracker != nil {
+		writes = s.o.Tracker.Writes()
+	}
+	now := time.Now()
+	s.mu.Lock()
+	cc := &s.cache
+	if s.o.CountsMaxAge > 0 && cc.ok && cc.writes == writes && now.Sub(cc.at) < s.o.CountsMaxAge {
+		c, err := cc.c, cc.err
+		s.mu.Unlock()
+		return c, err
+	}
+	if f := cc.inflight; f != nil {
+		s.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.c, f.err
+		case <-ctx.Done():
+			return presence.Counts{}, ctx.Err()
+		}
+	}
+	f := &countsRead{done: make(chan struct{})}
+	cc.inflight = f
+	s.mu.Unlock()
+	// The read serves every request waiting on it: one request going
+	// away must not cancel it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.ReadBudget)
+	f.c, f.err = s.o.Presence.Counts(rctx)
+	cancel()
+	s.mu.Lock()
+	*cc = countsCache{c: f.c, err: f.err, at: now, writes: writes, ok: true}
+	s.mu.Unlock()
+	close(f.done)
+	return f.c, f.err
+}
+
 // online reads the counts from the presence store within the budget, or
 // falls back.
 func (s *Service) online(ctx context.Context) (presence.Counts, string, bool) {
-	rctx, cancel := context.WithTimeout(ctx, s.o.ReadBudget)
-	c, err := s.o.Presence.Counts(rctx)
-	cancel()
+	c, err := s.counts(ctx)
 	if err == nil && !c.Partial {
 		if s.o.Tracker != nil && s.o.Tracker.WriteError() != nil {
 			// This node's writes fail (Redis refusing them, say): what

@@ -65,7 +65,9 @@ func TestFallbackWhenRedisIsDown(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { rdb.Close() })
-	rs, err := redisstore.New(rdb, redisstore.Options{Prefix: "{fb}"})
+	// A new data set is recovering (Partial) for the recovery window: a
+	// short one, so the first overview is Redis's.
+	rs, err := redisstore.New(rdb, redisstore.Options{Prefix: "{fb}", RecoveryWindow: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

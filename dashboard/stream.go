@@ -7,13 +7,20 @@ import (
 )
 
 // StreamEvery is how often the shared stream poller recomputes the
-// overview while anyone is subscribed.
-const StreamEvery = 250 * time.Millisecond
+// overview while anyone is subscribed: a change shows on the stream within
+// about this long.
+const StreamEvery = 50 * time.Millisecond
+
+// StreamMaxEvents is how many changes the stream sends in any one second,
+// at most; a change beyond that waits, and the newest value is sent once
+// the second has passed.
+const StreamMaxEvents = 4
 
 // Stream shares one overview poller among every subscriber of a node (the
 // SSE streams): however many streams are open, the overview is computed
-// once per StreamEvery, and not at all when none is. It is safe for
-// concurrent use.
+// once per StreamEvery, and not at all when none is; a change is sent at
+// once unless StreamMaxEvents have gone out in the last second. It is
+// safe for concurrent use.
 type Stream struct {
 	svc *Service
 
@@ -99,12 +106,17 @@ func (st *Stream) poll(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	tick := time.NewTicker(StreamEvery)
 	defer tick.Stop()
+	var sent [StreamMaxEvents]time.Time // the last changes' times, oldest at next
+	next := 0
 	for {
 		o := st.svc.Overview(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		st.publish(o)
+		if now := time.Now(); now.Sub(sent[next]) >= time.Second && st.publish(o) {
+			sent[next] = now
+			next = (next + 1) % len(sent)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -114,17 +126,18 @@ func (st *Stream) poll(ctx context.Context, done chan struct{}) {
 }
 
 // publish stores o when it differs from the current value in anything but
-// its timestamp, and wakes every subscriber.
-func (st *Stream) publish(o Overview) {
+// its timestamp, and wakes every subscriber. It reports whether it did.
+func (st *Stream) publish(o Overview) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	a, b := o, st.cur
 	a.GeneratedAt, b.GeneratedAt = time.Time{}, time.Time{}
 	if st.ver > 0 && a == b {
-		return
+		return false
 	}
 	st.cur = o
 	st.ver++
 	close(st.changed)
 	st.changed = make(chan struct{})
+	return true
 }

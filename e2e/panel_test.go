@@ -20,7 +20,7 @@ import (
 
 // liveUpdate is how soon after a change on the server the panel's cards
 // must show it without a reload: the stream polls the overview every
-// 250 ms (dashboard.StreamEvery), so 1 s leaves room for a slow browser.
+// 50 ms (dashboard.StreamEvery), so 1 s leaves room for a slow browser.
 // The presenced binary is built without the race detector; only this test
 // process runs under it, and it does not sit on the update's path.
 const liveUpdate = time.Second

@@ -143,6 +143,10 @@ type client struct {
 	ip   netip.Addr // set only when a per-IP cap is on
 	id   uint64
 	idx  int32 // index in Gateway.clients, -1 once removed
+	// greeted is set once the hello is sent: the keepalive sweep pings
+	// only greeted connections, so the hello is always the first frame
+	// a client gets (the hello can wait up to StoreWait for the store).
+	greeted atomic.Bool
 }
 
 // New returns a Gateway and starts its event loop. Call Run to start the
@@ -238,6 +242,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// hello is always in online_users.
 	g.awaitCounted(counted)
 	_ = c.send(wsproto.OpText, g.hello(c))
+	c.greeted.Store(true)
 }
 
 // checkHandshake checks the WebSocket handshake and returns its key, or
@@ -602,6 +607,9 @@ func (g *Gateway) sweep(now time.Time) {
 		if c.active.Load() < idleBefore {
 			c.fail(CloseNormal, "idle timeout")
 			continue
+		}
+		if !c.greeted.Load() {
+			continue // its hello is not sent yet; the next round pings it
 		}
 		_ = c.send(wsproto.OpPing, nil)
 	}

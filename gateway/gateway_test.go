@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/presenced/presenced/auth"
 	"github.com/presenced/presenced/gateway"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/presence/memstore"
 )
 
 func TestHelloForEveryTokenCarrier(t *testing.T) {
@@ -413,6 +416,49 @@ func TestRefusedUpgradeReleasesIPSlot(t *testing.T) {
 		}
 	}
 	e.connect(t, "hank")
+}
+
+// slowStore is a memory store whose writes take delay, like a Redis that
+// answers late.
+type slowStore struct {
+	presence.Store
+	delay time.Duration
+}
+
+func (s slowStore) Apply(ctx context.Context, b presence.Batch) (int64, error) {
+	time.Sleep(s.delay)
+	return s.Store.Apply(ctx, b)
+}
+
+// TestHelloIsFirstFrame: while a connection's hello waits for the store to
+// count it, the keepalive sweep does not ping it; the hello is the first
+// frame a client gets.
+func TestHelloIsFirstFrame(t *testing.T) {
+	t.Parallel()
+	e := newEnvOn(t, gateway.Options{PingInterval: 20 * time.Millisecond, HelloTimeout: 2 * time.Second},
+		slowStore{Store: memstore.New(time.Minute, nil), delay: 300 * time.Millisecond})
+	c, _, err := e.dial(t, dialOpts{query: "token=" + token(t, "first")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pings atomic.Int64
+	c.SetPingHandler(func(data string) error {
+		pings.Add(1)
+		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(waitTimeout))
+	})
+	_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
+	_, msg, err := c.ReadMessage()
+	if err != nil || !strings.Contains(string(msg), `"type":"hello"`) {
+		t.Fatalf("first message %q, %v; want the hello", msg, err)
+	}
+	if n := pings.Load(); n != 0 {
+		t.Fatalf("%d pings came before the hello", n)
+	}
+	waitFor(t, "a ping after the hello", func() bool {
+		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _, _ = c.ReadMessage()
+		return pings.Load() > 0
+	})
 }
 
 func TestIdle(t *testing.T) {

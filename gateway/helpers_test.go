@@ -83,9 +83,13 @@ type env struct {
 // filled in) and stops everything when the test ends.
 func newEnv(tb testing.TB, o gateway.Options) *env {
 	tb.Helper()
-	tracker := presence.NewTracker(presence.TrackerOptions{
-		Node: "node-test", Store: memstore.New(time.Minute, nil),
-	})
+	return newEnvOn(tb, o, memstore.New(time.Minute, nil))
+}
+
+// newEnvOn is newEnv with the tracker writing to st.
+func newEnvOn(tb testing.TB, o gateway.Options, st presence.Store) *env {
+	tb.Helper()
+	tracker := presence.NewTracker(presence.TrackerOptions{Node: "node-test", Store: st})
 	verifier, err := auth.NewVerifier(auth.VerifierOptions{Secret: testSecret})
 	if err != nil {
 		tb.Fatalf("new verifier: %v", err)

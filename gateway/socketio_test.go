@@ -196,6 +196,9 @@ func TestSIOConcurrentPOSTs(t *testing.T) {
 	p := c.sioTransport.(*sioPolling)
 
 	waiting := p.goGet()
+	// The GET must be held before the session is broken, or it comes
+	// late and finds no session (400) instead of the close packet.
+	waitFor(t, "the GET to be held", func() bool { return gateway.PollingGETHeld(e.gw, p.id) })
 
 	conn, err := net.DialTimeout("tcp", e.addr, waitTimeout)
 	if err != nil {

@@ -67,7 +67,8 @@ func handleHistory(svc *dashboard.Service, log *slog.Logger) http.Handler {
 }
 
 // handleStream sends the overview as Server-Sent Events whenever it
-// changes (the node's shared poller checks four times a second), with a
+// changes (the node's shared poller checks every 50 ms and sends at most
+// four changes a second), with a
 // comment line every 15 s to keep proxies from closing an idle stream. It
 // returns when the client goes (its request context ends), when a write
 // fails, or when the server shuts down.

@@ -49,6 +49,18 @@ func (e *NodeTakenError) Is(target error) bool { return target == ErrNodeTaken }
 // it serves are frozen, not lost.
 var ErrRefused = errors.New("presence: store refuses writes")
 
+// ErrNotApplied is returned by Store.Apply when the call failed in a way
+// that left its outcome unknown (a timeout, a broken connection) and the
+// store, read back, says the batch was not applied: nothing changed, and
+// the batch may be sent again with the same Seq (a late copy of the first
+// one cannot apply after it, since both need Seq-1).
+var ErrNotApplied = errors.New("presence: batch not applied")
+
+// ErrStale is returned by Store.Sync when the store holds a newer
+// sequence from this process than the rewrite's: a late call of an
+// abandoned attempt. Nothing is changed.
+var ErrStale = errors.New("presence: rewrite older than the stored one refused")
+
 // ErrNoData is returned by Reader.Counts when the store holds no count at
 // all (for example a Redis that has just come back empty).
 var ErrNoData = errors.New("presence: no online count in store")
@@ -88,9 +100,10 @@ type Share struct {
 	Seq    uint64
 	Users  map[string]int64 // user -> live connections on the node (> 0)
 	Guests int64
-	// Rejoin is set when the node has written its share before: if the
-	// store then holds no data at all, it lost data, and readers are told
-	// (Counts.Partial) until every node has had time to rewrite its share.
+	// Rejoin is set when the node has written its share before. (The
+	// Redis store no longer needs it: it marks every new data set as
+	// recovering, whoever writes first, since a node that just started
+	// cannot tell a first start from data loss either.)
 	Rejoin bool
 }
 

@@ -20,8 +20,12 @@ type TrackerOptions struct {
 	// Counter is read every heartbeat for Online when Store is nil (the
 	// external counter); nil means Online is this node's own users.
 	Counter Reader
-	// BatchWindow is how long connects and disconnects gather before they
-	// are written as one batch; zero writes at once.
+	// BatchWindow is the shortest time between two batch writes: a change
+	// after a quiet window is written at once, and changes that arrive
+	// sooner gather until the window since the last write has passed, so
+	// a burst costs one write per window. Zero writes whenever a change
+	// arrives and no write is running (the changes that arrive during a
+	// write go in the next one).
 	BatchWindow time.Duration
 	// BatchMax caps the users per store call; zero means 1000.
 	BatchMax int
@@ -66,9 +70,11 @@ type Tracker struct {
 	stopped bool            // Run has returned: nobody will release waiters
 
 	kick   chan struct{}
-	seq    uint64 // owned by the Run goroutine
+	seq    uint64 // the sequence the store holds for us; owned by the Run goroutine
+	used   uint64 // the highest sequence ever sent, so every rewrite attempt gets a fresh one; Run goroutine only
 	online atomic.Int64
-	down   atomic.Bool // the last store call failed
+	down   atomic.Bool   // the last store call failed
+	writes atomic.Uint64 // store writes that succeeded (Writes)
 
 	state      atomic.Int32          // 0, stateUnavailable or stateRefused: what was last logged
 	writeErr   atomic.Pointer[error] // the last store call's error, nil after a success
@@ -216,6 +222,11 @@ func (t *Tracker) Online() int64 {
 	return t.online.Load()
 }
 
+// Writes counts the batches and shares this tracker has written to the
+// store. A reader that caches counts read from the store drops them when
+// it changes, so that a node's own connects and disconnects show at once.
+func (t *Tracker) Writes() uint64 { return t.writes.Load() }
+
 // StoreDown reports whether the last write to the store failed.
 func (t *Tracker) StoreDown() bool { return t.down.Load() }
 
@@ -263,6 +274,7 @@ func (t *Tracker) Run(ctx context.Context) {
 	}
 	t.flush(ctx)
 	beat()
+	var lastFlush time.Time // start of the last batch write
 	for {
 		select {
 		case <-ctx.Done():
@@ -272,14 +284,19 @@ func (t *Tracker) Run(ctx context.Context) {
 			t.release()
 			return
 		case <-t.kick:
-			if t.o.BatchWindow <= 0 {
-				t.flush(ctx)
-			} else if windowC == nil {
-				window = time.NewTimer(t.o.BatchWindow)
-				windowC = window.C
+			if windowC != nil {
+				break // the open window's write will take it
 			}
+			if wait := t.o.BatchWindow - time.Since(lastFlush); wait > 0 {
+				window = time.NewTimer(wait)
+				windowC = window.C
+				break
+			}
+			lastFlush = time.Now()
+			t.flush(ctx)
 		case <-windowC:
 			windowC = nil
+			lastFlush = time.Now()
 			t.flush(ctx)
 		case <-hb.C:
 			beat()
@@ -352,7 +369,27 @@ func (t *Tracker) flush(ctx context.Context) {
 		deltas = deltas[len(chunk):]
 		b := Batch{Node: t.o.Node, Seq: t.seq + 1, Deltas: chunk, Guests: guests}
 		guests = 0
+		t.used = max(t.used, b.Seq)
 		online, err := t.call(ctx, func(ctx context.Context) (int64, error) { return t.o.Store.Apply(ctx, b) })
+		if errors.Is(err, ErrNotApplied) {
+			// The store, read back after a timeout, says nothing
+			// changed, and it answers: send the batch once more at once
+			// (a late copy of the first cannot apply after it).
+			online, err = t.call(ctx, func(ctx context.Context) (int64, error) { return t.o.Store.Apply(ctx, b) })
+		}
+		if errors.Is(err, ErrNotApplied) {
+			// Still not applied: the deltas wait for the next flush (the
+			// heartbeat retries soon while the store is down).
+			t.mu.Lock()
+			for _, ds := range [][]Delta{chunk, deltas} {
+				for _, d := range ds {
+					t.pending[d.User] += d.N
+				}
+			}
+			t.pGuests += b.Guests
+			t.mu.Unlock()
+			break
+		}
 		if err != nil {
 			// The share in the store is unknown now: the local state
 			// (which already holds every pending delta) replaces it.
@@ -365,6 +402,7 @@ func (t *Tracker) flush(ctx context.Context) {
 		}
 		t.seq = b.Seq
 		t.online.Store(online)
+		t.writes.Add(1)
 	}
 	closeAll(waiters)
 }
@@ -382,14 +420,21 @@ func (t *Tracker) shareLocked() Share {
 }
 
 func (t *Tracker) writeShare(ctx context.Context, share Share) {
-	share.Seq = t.seq + 1
+	// A fresh sequence for every attempt: a late call of an abandoned
+	// one is then refused by the store (ErrStale).
+	t.used = max(t.used, t.seq) + 1
+	share.Seq = t.used
 	share.Rejoin = t.seq > 0
-	online, err := t.call(ctx, func(ctx context.Context) (int64, error) { return t.o.Store.Sync(ctx, share) })
+	// A rewrite takes one store call per chunk of users: it gets one
+	// heartbeat interval per 20 000 users.
+	within := t.o.HeartbeatInterval * time.Duration(1+len(share.Users)/20000)
+	online, err := t.callWithin(ctx, within, func(ctx context.Context) (int64, error) { return t.o.Store.Sync(ctx, share) })
 	if err != nil {
 		return // t.resync stays set: the next flush or heartbeat tries again
 	}
 	t.seq = share.Seq
 	t.online.Store(online)
+	t.writes.Add(1)
 	t.mu.Lock()
 	t.resync = false
 	t.mu.Unlock()
@@ -397,17 +442,14 @@ func (t *Tracker) writeShare(ctx context.Context, share Share) {
 }
 
 func (t *Tracker) heartbeat(ctx context.Context) {
+	// Write what is due first: a share to rewrite, or deltas a failed
+	// write left pending.
+	t.flush(ctx)
 	t.mu.Lock()
 	resync := t.resync
 	t.mu.Unlock()
 	if resync {
-		t.flush(ctx)
-		t.mu.Lock()
-		resync = t.resync
-		t.mu.Unlock()
-		if resync {
-			return // still failing; logged by call
-		}
+		return // still failing; logged by call
 	}
 	info := t.NodeInfo()
 	_, err := t.call(ctx, func(ctx context.Context) (int64, error) {
@@ -429,13 +471,12 @@ func (t *Tracker) heartbeat(ctx context.Context) {
 				return 0, err
 			})
 		}
-	} else if err != nil {
-		t.mu.Lock()
-		t.resync = true
-		t.mu.Unlock()
-	} else {
+	} else if err == nil {
 		t.repair(ctx)
 	}
+	// Any other error leaves the share as it was: a heartbeat only renews
+	// the lease, so there is nothing to rewrite. If the store lost the
+	// share meanwhile, the next heartbeat says so (ErrResync).
 }
 
 // repair runs the store's bounded consistency check after a heartbeat
@@ -500,7 +541,12 @@ func (t *Tracker) NodeInfo() NodeInfo {
 // call runs one store operation with a deadline of one heartbeat interval
 // and logs only changes between up and down, so an outage is one line.
 func (t *Tracker) call(ctx context.Context, op func(context.Context) (int64, error)) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.o.HeartbeatInterval)
+	return t.callWithin(ctx, t.o.HeartbeatInterval, op)
+}
+
+// callWithin is call with a deadline of d.
+func (t *Tracker) callWithin(ctx context.Context, d time.Duration, op func(context.Context) (int64, error)) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	n, err := op(ctx)
 	if err == nil || errors.Is(err, ErrResync) {

@@ -158,6 +158,34 @@ func TestTrackerReadsAnExternalCounter(t *testing.T) {
 	}
 }
 
+// TestTrackerWritesAtOnceAfterQuiet: the batch window is the shortest time
+// between two writes, not a delay: after a quiet window a change is
+// written at once (with a window of an hour, waiting for it would hang
+// this test), and a change right after that write waits for the window.
+func TestTrackerWritesAtOnceAfterQuiet(t *testing.T) {
+	st := &counting{Store: memstore.New(time.Minute, nil)}
+	tr := presence.NewTracker(presence.TrackerOptions{Node: "n1", Store: st, BatchWindow: time.Hour, HeartbeatInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tr.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	wait(t, tr.Connect("first"))
+	if c, _ := st.Counts(ctx); c.Users != 1 {
+		t.Fatalf("after the first connect was acknowledged: %d users in the store, want 1", c.Users)
+	}
+	second := tr.Connect("second")
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-second:
+		t.Fatal("a connect right after a write was written before the window passed")
+	default:
+	}
+	if c, _ := st.Counts(ctx); c.Users != 1 {
+		t.Fatalf("store holds %d users within the window, want still 1", c.Users)
+	}
+}
+
 // TestTrackerWithoutStoreKeepsNothingPending: in external mode there is
 // no store to write to, so connects must not pile up as pending deltas.
 func TestTrackerWithoutStoreKeepsNothingPending(t *testing.T) {

@@ -5,23 +5,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1 && [[ ! -x /usr/bin/redis-server ]]; then
-	echo "test: installing redis-server with apt"
-	sudo_cmd=""
+# need CMD PATH PACKAGE installs PACKAGE with apt unless CMD is on PATH or
+# PATH is executable (the package lists are updated once, at the first
+# install).
+apt_updated=""
+need() {
+	if command -v "$1" >/dev/null 2>&1 || [[ -x $2 ]]; then
+		return
+	fi
+	echo "test: installing $3 with apt"
+	local sudo_cmd=""
 	[[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
-	$sudo_cmd apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
-fi
+	if [[ -z $apt_updated ]]; then
+		$sudo_cmd apt-get update -qq
+		apt_updated=1
+	fi
+	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$3" >/dev/null
+}
+
+need redis-server /usr/bin/redis-server redis-server
 # The Sentinel tests run `redis-server --sentinel`, which is in redis-server
 # itself; redis-sentinel is installed too so that the packaged setup the
 # docs describe is the one tested.
-if ! command -v redis-sentinel >/dev/null 2>&1 && [[ ! -x /usr/bin/redis-sentinel ]]; then
-	echo "test: installing redis-sentinel with apt"
-	sudo_cmd=""
-	[[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
-	$sudo_cmd apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-sentinel >/dev/null
-fi
+need redis-sentinel /usr/bin/redis-sentinel redis-sentinel
 # The store tests start a real MongoDB-wire server (FerretDB); build it
 # once into the user cache so the tests do not pay for it.
 scripts/build-ferretdb.sh
@@ -42,23 +48,11 @@ fi
 
 # The admin panel's e2e test (TestAdminPanelBrowser) drives a headless
 # chromium; without it the test fails rather than skips.
-if [[ ! -x /usr/bin/chromium ]]; then
-	echo "test: installing chromium with apt"
-	sudo_cmd=""
-	[[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
-	$sudo_cmd apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
-fi
+need /usr/bin/chromium /usr/bin/chromium chromium
 
 # deploy/'s test runs nginx on the example configuration and proxies a
 # WebSocket through it; without nginx that test fails rather than skips.
-if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
-	echo "test: installing nginx with apt"
-	sudo_cmd=""
-	[[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
-	$sudo_cmd apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nginx-light >/dev/null
-fi
+need nginx /usr/sbin/nginx nginx-light
 
 echo "test: go vet"
 go vet ./...

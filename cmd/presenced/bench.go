@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
 	"net"
-	"net/http"
 	"net/url"
 	"runtime"
 	"slices"
@@ -18,8 +16,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/presenced/presenced/auth"
 )
@@ -41,6 +37,11 @@ type benchOptions struct {
 	timeout     time.Duration
 	transport   string // "ws" (/ws), "socketio" (Socket.IO over its WebSocket transport) or "polling"
 	poll        bool   // polling: keep a GET pending once connected
+
+	rate          float64       // connects a second during the ramp; 0 is unpaced
+	churnRate     float64       // fraction of the connections dropped and reopened every churnInterval
+	churnInterval time.Duration // how often the churn drops churnRate of them
+	churnFor      time.Duration // how long the churn lasts; 0 is the whole hold
 }
 
 // benchStats are the counters a bench run reports.
@@ -58,17 +59,73 @@ type benchStats struct {
 	drops   map[string]int  // why the server closed connections
 }
 
-// runBench is the load generator used by the benchmarks under bench/: it
-// opens --conns authenticated WebSocket connections to --url, waits for
-// each one's hello, then prints "READY" on a line of its own (or "NOT
-// READY" if over 1% failed, and exits non-zero). It holds the connections,
-// reading and discarding messages and answering pings, for --hold or until
-// ctx is done, then closes them and prints a table.
-//
-// The client side is kept cheap (a goroutine, a 256-byte read buffer and
-// pooled write buffers per connection) so that it does not starve the
-// server it measures of the machine's two cores.
+// benchMaxHold bounds how long a bench run holds its connections when
+// --hold is 0 (until SIGINT or SIGTERM), so a forgotten run ends.
+const benchMaxHold = time.Hour
+
+// benchUsage lists the bench subcommands; each one's flags follow it in
+// its --help.
+const benchUsage = `usage: presenced bench [conn|http|freshness] [flags]
+  conn       open --conns connections (/ws, Socket.IO or long-polling), hold
+             them, optionally paced (--rate) and churned (--churn-rate);
+             the default when no subcommand is given
+  http       closed-loop keep-alive load on an admin endpoint: req/s, p50/p99/max
+  freshness  time from a connect or disconnect to the change in online_users
+             (Redis) and on the SSE stream: p50/p99
+Targets must be loopback addresses. See BENCHMARKS.md and bench/.
+`
+
+// runBench is the load generator used by the benchmarks under bench/. Its
+// first argument picks the subcommand; without one it is conn, the
+// original command line, which the scripts under bench/ use.
 func runBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	sub := "conn"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	switch sub {
+	case "conn":
+		err := runBenchConn(ctx, args, getenv, stdout, stderr)
+		var h helpShown
+		if errors.As(err, &h) { // conn's help opens with the list of subcommands
+			return helpShown{benchUsage + "\n" + h.text}
+		}
+		return err
+	case "http":
+		return runBenchHTTP(ctx, args, getenv, stdout, stderr)
+	case "freshness":
+		return runBenchFreshness(ctx, args, getenv, stdout, stderr)
+	case "help":
+		return helpShown{benchUsage}
+	}
+	return usageError{fmt.Sprintf("bench: unknown subcommand %q\n\n%s", sub, benchUsage)}
+}
+
+// checkLoopback refuses a target that is not on this machine: the bench
+// commands are load generators and must not be pointed at someone
+// else's server.
+func checkLoopback(flagName, host string) error {
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return usageError{fmt.Sprintf("bench: %s host %q is not a loopback address (127.0.0.0/8, ::1 or localhost)", flagName, host)}
+}
+
+// runBenchConn is `presenced bench conn`: it opens --conns authenticated
+// WebSocket connections to --url (paced at --rate a second, or as fast as
+// --concurrency allows), waits for each one's hello, then prints "READY"
+// on a line of its own (or "NOT READY" if over 1% failed, and exits
+// non-zero). It holds the connections, reading and discarding messages
+// and answering pings, for --hold or until ctx is done, churning them
+// meanwhile if asked (--churn-rate), then closes them and prints a table.
+//
+// The client side is kept cheap (a goroutine and a 512-byte read buffer
+// per connection, see bench_ws.go) so that it does not starve the server
+// it measures of the machine's two cores.
+func runBenchConn(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	o, err := parseBenchFlags(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -78,10 +135,16 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
 			return usageError{fmt.Sprintf("bench: --url %q is not an http:// or https:// URL", o.url)}
 		}
+		if err := checkLoopback("--url", target.Hostname()); err != nil {
+			return err
+		}
 		return runPollingBench(ctx, o, target, stdout)
 	}
-	if err != nil || (target.Scheme != "ws" && target.Scheme != "wss") || target.Host == "" {
-		return usageError{fmt.Sprintf("bench: --url %q is not a ws:// or wss:// URL", o.url)}
+	if err != nil || target.Scheme != "ws" || target.Host == "" {
+		return usageError{fmt.Sprintf("bench: --url %q is not a ws:// URL (the bench client speaks no TLS)", o.url)}
+	}
+	if err := checkLoopback("--url", target.Hostname()); err != nil {
+		return err
 	}
 
 	// Tokens are minted up front so that minting does not slow the dials.
@@ -95,15 +158,33 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 
-	st := &benchStats{errs: make(map[string]int), drops: make(map[string]int)}
+	st := newBenchStats()
 	var (
-		conns   = make([]*websocket.Conn, o.conns)
+		conns   = make([]*benchConn, o.conns)
 		sem     = make(chan struct{}, o.concurrency)
 		dialing sync.WaitGroup // connections not yet up or failed
 		reading sync.WaitGroup // reader goroutines
 	)
+	// open dials connection i into its slot; the churn reopens slots,
+	// and learns through placed that slot i holds its new connection.
+	open := func(i int, token string, st *benchStats, placed func()) {
+		defer reading.Done()
+		bc, _ := benchDial(ctx, o, target, token, o.sourceIPs, i, st)
+		conns[i] = bc
+		if placed != nil {
+			placed()
+		}
+		<-sem
+		dialing.Done()
+		if bc != nil {
+			benchRead(bc, st, o.transport == "socketio")
+		}
+	}
 	start := time.Now()
 	for i := range o.conns {
+		if o.rate > 0 {
+			pace(ctx, start.Add(time.Duration(float64(i)*float64(time.Second)/o.rate)))
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -114,39 +195,44 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		dialing.Add(1)
 		reading.Add(1)
-		go func() {
-			defer reading.Done()
-			c, err := benchDial(ctx, o, target, tokens[i%len(tokens)], o.sourceIPs, i, st)
-			if err == nil {
-				conns[i] = c
-			}
-			<-sem
-			dialing.Done()
-			if err == nil {
-				benchRead(c, st, o.transport == "socketio")
-			}
-		}()
+		go open(i, tokens[i%len(tokens)], st, nil)
 	}
 	dialing.Wait()
 	elapsed := time.Since(start)
-	tooMany := readyAndHold(ctx, o, st, elapsed, "conns", stdout)
+	var ch *churnStats
+	if o.churnRate > 0 {
+		ch = &churnStats{st: newBenchStats()}
+	}
+	tooMany := readyAndHold(ctx, o, st, elapsed, "conns", stdout, func(ctx context.Context) {
+		if ch == nil {
+			return
+		}
+		churn(ctx, o, conns, ch, func(i int, token string, placed func()) {
+			sem <- struct{}{}
+			dialing.Add(1)
+			reading.Add(1)
+			go open(i, token, ch.st, placed)
+		}, dialing.Wait)
+		printChurn(stdout, o, ch)
+	})
 
 	// Close cleanly: a close frame then the socket, so the server sees a
 	// normal close rather than a reset.
 	st.closing.Store(true)
 	held := int64(0)
 	deadline := time.Now().Add(time.Second)
-	for _, c := range conns {
-		if c == nil {
+	for _, bc := range conns {
+		if bc == nil {
 			continue
 		}
 		held++
-		_ = c.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bench done"), deadline)
-		_ = c.Close()
+		bc.close(deadline)
 	}
 	reading.Wait()
 	held -= st.dropped.Load()
+	if ch != nil {
+		held -= ch.st.dropped.Load()
+	}
 
 	printBenchTable(stdout, o, st, elapsed, held)
 	if tooMany {
@@ -155,10 +241,31 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
+// pace sleeps until t (or ctx is done).
+func pace(ctx context.Context, t time.Time) {
+	d := time.Until(t)
+	if d <= 0 {
+		return
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-ctx.Done():
+	}
+}
+
+func newBenchStats() *benchStats {
+	return &benchStats{errs: make(map[string]int), drops: make(map[string]int)}
+}
+
 // readyAndHold prints how many connections (of what, e.g. "conns") came
 // up and READY, or NOT READY when over 1% failed, then holds them for
 // --hold or until ctx is done. It reports whether too many failed.
-func readyAndHold(ctx context.Context, o benchOptions, st *benchStats, elapsed time.Duration, what string, stdout io.Writer) (tooMany bool) {
+//
+// during, when not nil, runs at the start of the hold with a context that
+// ends with it.
+func readyAndHold(ctx context.Context, o benchOptions, st *benchStats, elapsed time.Duration, what string, stdout io.Writer, during func(context.Context)) (tooMany bool) {
 	up, failed := st.up.Load(), st.failed.Load()
 	fmt.Fprintf(stdout, "up %d %s in %.1f s, failures %d\n", up, what, elapsed.Seconds(), failed)
 	tooMany = failed*100 > int64(o.conns)
@@ -171,22 +278,21 @@ func readyAndHold(ctx context.Context, o benchOptions, st *benchStats, elapsed t
 	if ctx.Err() != nil {
 		return false
 	}
-	if o.hold <= 0 {
-		<-ctx.Done()
-		return false
+	hold := o.hold
+	if hold <= 0 {
+		hold = benchMaxHold
 	}
-	t := time.NewTimer(o.hold)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+	hctx, cancel := context.WithTimeout(ctx, hold)
+	defer cancel()
+	if during != nil {
+		during(hctx)
 	}
+	<-hctx.Done()
 	return false
 }
 
 func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer) (benchOptions, error) {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flag.NewFlagSet("bench conn", flag.ContinueOnError)
 	var o benchOptions
 	fs.StringVar(&o.url, "url", "ws://127.0.0.1:8080/ws", "WebSocket URL of the gateway")
 	fs.IntVar(&o.conns, "conns", 1000, fmt.Sprintf("connections to open, at most %d", benchMaxConns))
@@ -195,17 +301,31 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&o.secret, "secret", getenv("JWT_SECRET"), "HS256 secret the tokens are signed with (default JWT_SECRET, else DATA_DIR/jwt_secret, as the server finds it)")
 	ips := fs.String("source-ips", "", "comma-separated local addresses to dial from, round-robin (e.g. 127.0.0.2,127.0.0.3); empty lets the kernel choose")
 	fs.IntVar(&o.concurrency, "concurrency", 200, "dials in flight at once")
-	fs.DurationVar(&o.hold, "hold", 0, "how long to hold the connections once all are up; 0 holds them until SIGINT or SIGTERM")
+	fs.DurationVar(&o.hold, "hold", 0, "how long to hold the connections once all are up; 0 holds them until SIGINT or SIGTERM (at most 1 h)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "limit for one dial, handshake and hello")
 	fs.StringVar(&o.transport, "transport", "ws", `"ws" for /ws, "socketio" for Socket.IO clients on the WebSocket transport (--url ws://host:port/socket.io/), "polling" for Socket.IO on HTTP long-polling (--url http://host:port/socket.io/)`)
 	fs.BoolVar(&o.poll, "poll", true, "with --transport polling: keep a GET pending once connected (false: stop polling, the server holds the session only)")
+	fs.Float64Var(&o.rate, "rate", 0, "connects a second while opening the connections; 0 dials as fast as --concurrency allows")
+	fs.Float64Var(&o.churnRate, "churn-rate", 0, "churn: every --churn-interval, close this fraction of the connections (round-robin) and reopen them as new users; 0 is no churn")
+	fs.DurationVar(&o.churnInterval, "churn-interval", 100*time.Millisecond, "churn: how often --churn-rate of the connections are dropped and reopened")
+	fs.DurationVar(&o.churnFor, "churn-for", 0, "churn: how long to churn once all are up, then print \"churn done\" and hold; 0 churns for the whole --hold")
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, usageError{fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0))}
+	if err := noArgs(fs); err != nil {
+		return o, err
 	}
 	switch {
+	case o.rate < 0:
+		return o, usageError{"bench: --rate must not be negative"}
+	case o.churnRate < 0 || o.churnRate > 1:
+		return o, usageError{"bench: --churn-rate is a fraction between 0 and 1"}
+	case o.churnRate > 0 && o.churnInterval < time.Millisecond:
+		return o, usageError{"bench: --churn-interval must be at least 1ms"}
+	case o.churnRate > 0 && o.transport == "polling":
+		return o, usageError{"bench: --churn-rate works with --transport ws or socketio"}
+	case o.churnFor < 0:
+		return o, usageError{"bench: --churn-for must not be negative"}
 	case o.conns < 1:
 		return o, usageError{"bench: --conns must be at least 1"}
 	case o.conns > benchMaxConns:
@@ -237,6 +357,9 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 		if ip == nil {
 			return o, usageError{fmt.Sprintf("bench: --source-ips: %q is not an IP address", s)}
 		}
+		if !ip.IsLoopback() {
+			return o, usageError{fmt.Sprintf("bench: --source-ips: %q is not a loopback address", s)}
+		}
 		o.sourceIPs = append(o.sourceIPs, ip)
 	}
 	return o, nil
@@ -245,126 +368,6 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 // userID is the user of connection i of this process.
 func userID(o benchOptions, i int) string {
 	return fmt.Sprintf("u%d", (o.offset+i)%o.users)
-}
-
-// benchDial opens connection i and waits for its hello. It records the
-// outcome in st.
-func benchDial(ctx context.Context, o benchOptions, target *url.URL, token string, ips []net.IP, i int, st *benchStats) (*websocket.Conn, error) {
-	nd := &net.Dialer{Timeout: o.timeout}
-	if len(ips) > 0 {
-		nd.LocalAddr = &net.TCPAddr{IP: ips[i%len(ips)]}
-		nd.Control = bindNoPort
-	}
-	d := websocket.Dialer{
-		NetDialContext:   nd.DialContext,
-		HandshakeTimeout: o.timeout,
-		ReadBufferSize:   256,
-		WriteBufferSize:  256,
-		WriteBufferPool:  benchWritePool,
-	}
-	t0 := time.Now()
-	dctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	h := http.Header{"Authorization": {"Bearer " + token}}
-	u := target.String()
-	if o.transport == "socketio" {
-		h = nil // Socket.IO authenticates in its CONNECT packet
-		q := target.Query()
-		q.Set("EIO", "4")
-		q.Set("transport", "websocket")
-		t := *target
-		t.RawQuery = q.Encode()
-		u = t.String()
-	}
-	c, resp, err := d.DialContext(dctx, u, h)
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
-	if err != nil {
-		if resp != nil {
-			err = fmt.Errorf("handshake: HTTP %d", resp.StatusCode)
-		}
-		st.fail(err, 1)
-		return nil, err
-	}
-	_ = c.SetReadDeadline(t0.Add(o.timeout))
-	if o.transport == "socketio" {
-		if err := sioConnect(c, token); err != nil {
-			c.Close()
-			st.fail(err, 1)
-			return nil, err
-		}
-	} else if _, _, err := c.NextReader(); err != nil {
-		c.Close()
-		st.fail(fmt.Errorf("no hello: %w", err), 1)
-		return nil, err
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	st.ok(time.Since(t0))
-	return c, nil
-}
-
-// benchWritePool shares write buffers between connections: they write
-// only pongs and the final close.
-var benchWritePool = &sync.Pool{}
-
-// sioConnect reads the Engine.IO open packet, sends a Socket.IO CONNECT
-// with the token and waits for the CONNECT answer (answering pings).
-func sioConnect(c *websocket.Conn, token string) error {
-	_, open, err := c.ReadMessage()
-	if err != nil || len(open) == 0 || open[0] != '0' {
-		return fmt.Errorf("no Engine.IO open packet: %v", err)
-	}
-	b, _ := json.Marshal(map[string]string{"token": token})
-	if err := c.WriteMessage(websocket.TextMessage, append([]byte("40"), b...)); err != nil {
-		return fmt.Errorf("send CONNECT: %w", err)
-	}
-	for {
-		_, m, err := c.ReadMessage()
-		switch {
-		case err != nil:
-			return fmt.Errorf("no CONNECT answer: %w", err)
-		case string(m) == "2":
-			_ = c.WriteMessage(websocket.TextMessage, []byte("3"))
-		case strings.HasPrefix(string(m), "40"):
-			return nil
-		case strings.HasPrefix(string(m), "44"):
-			return fmt.Errorf("CONNECT_ERROR %s", m[2:])
-		}
-	}
-}
-
-// benchRead reads and discards messages until the connection closes;
-// gorilla answers the server's pings from inside NextReader, and with sio
-// the Engine.IO pings ("2") are answered ("3").
-func benchRead(c *websocket.Conn, st *benchStats, sio bool) {
-	c.SetPingHandler(func(data string) error {
-		st.pings.Add(1)
-		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
-	})
-	for {
-		_, r, err := c.NextReader()
-		if err != nil {
-			// A close we did not start (the server's, or a reset) is a drop.
-			if !st.closing.Load() {
-				st.dropped.Add(1)
-				st.mu.Lock()
-				st.drops[dropReason(err)]++
-				st.mu.Unlock()
-			}
-			return
-		}
-		st.msgs.Add(1)
-		var first [2]byte
-		n, _ := io.ReadFull(r, first[:])
-		_, _ = io.Copy(io.Discard, r)
-		if sio && n == 1 && first[0] == '2' {
-			st.pings.Add(1)
-			if err := c.WriteMessage(websocket.TextMessage, []byte("3")); err != nil {
-				return
-			}
-		}
-	}
 }
 
 func (st *benchStats) ok(d time.Duration) {
@@ -386,7 +389,8 @@ func (st *benchStats) fail(err error, n int64) {
 	st.mu.Unlock()
 }
 
-func printBenchTable(w io.Writer, o benchOptions, st *benchStats, elapsed time.Duration, held int64) {
+// percentiles returns the dial-to-hello p50, p99 and max.
+func (st *benchStats) percentiles() (p50, p99, pmax string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	slices.Sort(st.latency)
@@ -396,6 +400,13 @@ func printBenchTable(w io.Writer, o benchOptions, st *benchStats, elapsed time.D
 		}
 		return st.latency[min(len(st.latency)-1, int(p*float64(len(st.latency))))].Round(100 * time.Microsecond).String()
 	}
+	return pct(0.50), pct(0.99), pct(1)
+}
+
+func printBenchTable(w io.Writer, o benchOptions, st *benchStats, elapsed time.Duration, held int64) {
+	p50, p99, pmax := st.percentiles()
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	rate := 0.0
 	if elapsed > 0 {
 		rate = float64(st.up.Load()) / elapsed.Seconds()
@@ -407,8 +418,15 @@ func printBenchTable(w io.Writer, o benchOptions, st *benchStats, elapsed time.D
 	fmt.Fprintf(w, "%-28s %d\n", "dropped by server", st.dropped.Load())
 	fmt.Fprintf(w, "%-28s %d\n", "held to the end", held)
 	fmt.Fprintf(w, "%-28s %.2f s (%.0f conns/s)\n", "ramp-up", elapsed.Seconds(), rate)
-	fmt.Fprintf(w, "%-28s p50 %s  p99 %s  max %s\n", "dial to hello", pct(0.50), pct(0.99), pct(1))
+	if o.rate > 0 {
+		fmt.Fprintf(w, "%-28s %.0f conns/s\n", "paced at", o.rate)
+	}
+	fmt.Fprintf(w, "%-28s p50 %s  p99 %s  max %s\n", "dial to hello", p50, p99, pmax)
 	fmt.Fprintf(w, "%-28s %d messages, %d pings answered\n", "after hello", st.msgs.Load(), st.pings.Load())
+	// One line for scripts: the figures above in plain numbers.
+	fmt.Fprintf(w, "summary up %d failed %d dropped %d held %d seconds %.3f conns/s %.0f p50ms %s p99ms %s maxms %s\n",
+		st.up.Load(), st.failed.Load(), st.dropped.Load(), held, elapsed.Seconds(), rate,
+		msPct(st.latency, 0.5), msPct(st.latency, 0.99), msPct(st.latency, 1))
 	for _, m := range []struct {
 		label   string
 		reasons map[string]int
@@ -417,21 +435,6 @@ func printBenchTable(w io.Writer, o benchOptions, st *benchStats, elapsed time.D
 			fmt.Fprintf(w, "%-28s %d× %s\n", m.label, m.reasons[r], r)
 		}
 	}
-}
-
-// dropReason names why a connection the server closed ended: its close
-// code and reason, or the network error.
-func dropReason(err error) string {
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		return fmt.Sprintf("close %d %s", ce.Code, ce.Text)
-	}
-	// Drop the addresses that make every network error unique.
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
-		msg = msg[i+2:]
-	}
-	return msg
 }
 
 // ipBindAddressNoPort is Linux's IP_BIND_ADDRESS_NO_PORT (not in package

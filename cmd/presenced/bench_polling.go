@@ -50,7 +50,7 @@ func runPollingBench(ctx context.Context, o benchOptions, target *url.URL, stdou
 	base.RawQuery = q.Encode()
 
 	now := time.Now()
-	st := &benchStats{errs: make(map[string]int), drops: make(map[string]int)}
+	st := newBenchStats()
 	sids := make([]string, o.conns)
 	sem := make(chan struct{}, o.concurrency)
 	var dialing, polling sync.WaitGroup
@@ -91,7 +91,7 @@ func runPollingBench(ctx context.Context, o benchOptions, target *url.URL, stdou
 	}
 	dialing.Wait()
 	elapsed := time.Since(start)
-	tooMany := readyAndHold(ctx, o, st, elapsed, "sessions", stdout)
+	tooMany := readyAndHold(ctx, o, st, elapsed, "sessions", stdout, nil)
 	st.closing.Store(true)
 	held := int64(0)
 	var closing sync.WaitGroup

@@ -36,14 +36,17 @@ func exitCode(err error) int {
 // synopses are the first lines of each command's usage, keyed by the name
 // of its FlagSet. A FlagSet named otherwise gets "presenced NAME [flags]".
 var synopses = map[string]string{
-	"serve":       "presenced [serve] [flags]\n\nRun the server (the default command). Configuration comes from the environment and the dotenv file; see the README.",
-	"token":       "presenced token --user ID [--admin] [--ttl 1h] [flags]\n\nPrint a JWT for user ID signed with JWT_SECRET, else with the secret kept in DATA_DIR/jwt_secret (created if missing, which is said on stderr).",
-	"seed":        "presenced seed [--users N] [flags]\n\nAdd N demo users, last-seen times and 3 h of history to the data store. Safe to run again: existing users are kept.",
-	"bench":       "presenced bench [flags]\n\nThe WebSocket / Socket.IO load generator used by the benchmarks (see bench/ and BENCHMARKS.md).",
-	"version":     "presenced version\n\nPrint the version, VCS revision and build details.",
-	"admin-token": "presenced admin-token [--rotate] [flags]\n\nPrint the admin token: ADMIN_TOKEN when set, else the one kept in DATA_DIR/admin_token (created if missing). --rotate replaces the kept one; a running server keeps accepting the old one until it is restarted.",
-	"status":      "presenced status [--url http://127.0.0.1:PORT] [flags]\n\nPrint the overview and server load of a running node. Authenticates with ADMIN_TOKEN, else the kept admin token, else an admin JWT signed with the JWT secret.",
-	"connect":     "presenced connect [--url ws://127.0.0.1:PORT/ws] [--user ID | --token JWT] [flags]\n\nOpen a WebSocket to /ws and print every message received, until Ctrl-C or the server closes it (the close code is shown). --user mints a token with the JWT secret; with neither, connects as a guest.",
+	"serve":           "presenced [serve] [flags]\n\nRun the server (the default command). Configuration comes from the environment and the dotenv file; see the README.",
+	"token":           "presenced token --user ID [--admin] [--ttl 1h] [flags]\n\nPrint a JWT for user ID signed with JWT_SECRET, else with the secret kept in DATA_DIR/jwt_secret (created if missing, which is said on stderr).",
+	"seed":            "presenced seed [--users N] [flags]\n\nAdd N demo users, last-seen times and 3 h of history to the data store. Safe to run again: existing users are kept.",
+	"bench":           "presenced bench [flags]\n\nThe WebSocket / Socket.IO load generator used by the benchmarks (see bench/ and BENCHMARKS.md).",
+	"bench conn":      "presenced bench [conn] [flags]\n\nOpen --conns connections (/ws, Socket.IO or long-polling), print READY, hold them (paced with --rate, churned with --churn-rate), close them and print a table ending in a summary line.",
+	"bench http":      "presenced bench http [flags]\n\nClosed-loop keep-alive load on one admin endpoint: req/s and latency p50/p99/max.",
+	"bench freshness": "presenced bench freshness [flags]\n\nTime from a connect or disconnect to the change in online_users (Redis) and on the admin SSE stream: p50/p99/max.",
+	"version":         "presenced version\n\nPrint the version, VCS revision and build details.",
+	"admin-token":     "presenced admin-token [--rotate] [flags]\n\nPrint the admin token: ADMIN_TOKEN when set, else the one kept in DATA_DIR/admin_token (created if missing). --rotate replaces the kept one; a running server keeps accepting the old one until it is restarted.",
+	"status":          "presenced status [--url http://127.0.0.1:PORT] [flags]\n\nPrint the overview and server load of a running node. Authenticates with ADMIN_TOKEN, else the kept admin token, else an admin JWT signed with the JWT secret.",
+	"connect":         "presenced connect [--url ws://127.0.0.1:PORT/ws] [--user ID | --token JWT] [flags]\n\nOpen a WebSocket to /ws and print every message received, until Ctrl-C or the server closes it (the close code is shown). --user mints a token with the JWT secret; with neither, connects as a guest.",
 }
 
 // usage is the top-level help: `presenced help`, `presenced --help`.

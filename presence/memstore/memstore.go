@@ -95,6 +95,9 @@ func (s *Store) Sync(_ context.Context, sh presence.Share) (int64, error) {
 	// rewrite, as sync.lua does: a user in both shares emits nothing.
 	before := make(map[string]int64)
 	if old := s.nodes[sh.Node]; old != nil {
+		if sh.Seq < old.seq {
+			return 0, fmt.Errorf("memstore: sync: %w (sequence %d, stored %d)", presence.ErrStale, sh.Seq, old.seq)
+		}
 		for u := range old.users {
 			before[u] = s.users[u]
 		}

@@ -43,8 +43,9 @@ type Options struct {
 	OnlineKey string
 	// NodeTTL is the lease a heartbeat grants; zero means 6s.
 	NodeTTL time.Duration
-	// RecoveryWindow is how long after a node finds that Redis lost its
-	// data Counts reports Partial, because other nodes may not have
+	// RecoveryWindow is how long Counts reports Partial after a new data
+	// set is created (whoever writes first: Redis cannot tell a cluster's
+	// first start from data loss), because live nodes may not have
 	// rewritten their shares yet. Zero means 3s; set it a little above the
 	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
@@ -64,6 +65,16 @@ type Options struct {
 	// RepairBudget bounds the hash reads of one Repair call, so that it
 	// holds Redis for well under a millisecond; zero means 256.
 	RepairBudget int
+	// Budget bounds the users one script call changes: a rewrite (Sync)
+	// is sent in chunks of Budget users and a reap takes Budget users per
+	// call, so that no script holds Redis for more than a few
+	// milliseconds whatever a share's size (see "Bounded scripts" in
+	// BENCHMARKS.md). Zero means 500.
+	Budget int
+	// CallTimeout bounds each script call of an operation that takes
+	// several (Sync, and the reaping in Heartbeat and Leave), within the
+	// context's own deadline; zero means NodeTTL/4.
+	CallTimeout time.Duration
 }
 
 // Store is presence.Store on Redis.
@@ -78,10 +89,15 @@ type Store struct {
 	token  string
 
 	apply, sync, heartbeat, leave, counts, nodes *redis.Script
-	repair                                       *redis.Script
+	repair, reap                                 *redis.Script
 
-	budget  int64
-	cursors sync.Map // node -> cursor of its own share's scan (string)
+	budget      int64 // RepairBudget
+	chunk       int   // Budget
+	callTimeout time.Duration
+	cursors     sync.Map // node -> cursor of its own share's scan (string)
+
+	peakMu sync.Mutex
+	peak   string // the day's peak as last seen, "<day>:<peak>" (see restore_peak in lib.lua)
 }
 
 var _ presence.Store = (*Store)(nil)
@@ -123,36 +139,58 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.RepairBudget <= 0 {
 		o.RepairBudget = 256
 	}
-	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, loc: o.Location, token: o.Token, budget: int64(o.RepairBudget), events: o.Prefix + ":events"}
+	if o.Budget <= 0 {
+		o.Budget = 500
+	}
+	if o.Budget > 3000 {
+		return nil, fmt.Errorf("redisstore: budget %d above 3000 users per call", o.Budget)
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = o.NodeTTL / 4
+	}
+	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, loc: o.Location, token: o.Token,
+		budget: int64(o.RepairBudget), chunk: o.Budget, callTimeout: o.CallTimeout, events: o.Prefix + ":events"}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
+	// The named KEYS indexes (see keys), the recovery window, the budget
+	// and the events stream's bound, for lib.lua.
+	head := fmt.Sprintf("local K_OLD, K_REWRITE, K_REAPING, K_REPAIR = %d, %d, %d, %d\nlocal RECOVERY_MS, BUDGET = %d, %d\nlocal EVENTS_MAXLEN = %d\n",
+		kOld+1, kRewrite+1, kReaping+1, kRepair+1, o.RecoveryWindow.Milliseconds(), o.Budget, o.EventsMaxLen)
 	for name, dst := range map[string]**redis.Script{
 		"apply": &s.apply, "sync": &s.sync, "heartbeat": &s.heartbeat,
 		"leave": &s.leave, "counts": &s.counts, "nodes": &s.nodes,
-		"repair": &s.repair,
+		"repair": &s.repair, "reap": &s.reap,
 	} {
 		src, err := luaFiles.ReadFile("lua/" + name + ".lua")
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
-		head := fmt.Sprintf("local EVENTS_MAXLEN = %d\n", o.EventsMaxLen)
 		*dst = redis.NewScript(head + string(lib) + "\n" + string(src))
 	}
 	return s, nil
 }
 
+// Positions in keys of the keys lib.lua names K_*.
+const (
+	kOld = 10 + iota
+	kRewrite
+	kReaping
+	kRepair
+)
+
 // keys returns the KEYS every script takes (see lua/lib.lua). go-redis
 // routes a script by KEYS[1], and every key here shares the prefix's hash
 // tag, which by default is the slot of the online key itself.
 //
-// extra are a script's own keys, after the common ones (repair's cursor
-// is KEYS[11]); the day's peak (<prefix>:peak:<day>, the day in
-// STATS_TIMEZONE, which only this side knows) always comes last, where
-// lib.lua's peak_key finds it. Some keys are named inside the scripts, at run time, and
-// cannot be listed here: when a heartbeat or a listing finds other nodes, their
-// <prefix>:node:<id> and <prefix>:nodeinfo:<id> keys. They are built from
+// extra are a script's own keys, after the common ones; the day's peak
+// (<prefix>:peak:<day>, the day in STATS_TIMEZONE, which only this side
+// knows) always comes last, where lib.lua's peak_key finds it. Some keys
+// are named inside the scripts, at run time, and cannot be listed here:
+// when a heartbeat or a listing finds other nodes, their <prefix>:node:<id>,
+// <prefix>:old:<id> and <prefix>:nodeinfo:<id> keys, and the shares being
+// reaped (<prefix>:reap:<id>:s and :o). They are built from
 // the same prefix, so they hash to the same slot as KEYS[1]; Redis Cluster
 // serves a script's undeclared keys when they are in a slot of the node
 // running it, and these always are (a script without a shebang flag is
@@ -164,6 +202,7 @@ func (s *Store) keys(node string, extra ...string) []string {
 		p + ":nodes", p + ":users", p + ":conns", p + ":guests", p + ":seq",
 		s.online, p + ":epoch", p + ":node:" + node, p + ":nodeinfo:" + node,
 		s.events,
+		p + ":old:" + node, p + ":rewrite", p + ":reaping", p + ":repair",
 	}
 	k = append(k, extra...)
 	return append(k, s.PeakKey(time.Now()))
@@ -189,38 +228,203 @@ func (s *Store) Apply(ctx context.Context, b presence.Batch) (int64, error) {
 		args = append(args, d.User, d.N)
 	}
 	n, err := s.apply.Run(ctx, s.rdb, s.keys(b.Node), args...).Int64()
+	if err != nil && unknownOutcome(ctx, err) {
+		// The batch may or may not have been applied: the stored
+		// sequence says which (a late copy of it cannot apply after
+		// that, since it must find b.Seq-1).
+		held, online, rerr := s.readBack(ctx, b.Node)
+		switch {
+		case rerr != nil:
+			return 0, wrap("apply", err)
+		case held == s.seq(b.Seq):
+			return online, nil
+		case held == s.seq(b.Seq-1):
+			return 0, fmt.Errorf("redisstore: apply: %w (%w)", presence.ErrNotApplied, err)
+		default:
+			return 0, fmt.Errorf("redisstore: apply: %w (the stored sequence is %q after %v)", presence.ErrResync, held, err)
+		}
+	}
 	if err != nil {
 		return 0, wrap("apply", err)
 	}
 	return n, nil
 }
 
-// Sync implements presence.Store.
-func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
-	lost := int64(0)
-	if sh.Rejoin {
-		lost = s.window.Milliseconds()
+// unknownOutcome reports whether err leaves it unknown if a script ran: a
+// timeout or a broken connection, not an answer from Redis, and not this
+// process shutting down.
+func unknownOutcome(ctx context.Context, err error) bool {
+	var re redis.Error
+	if errors.As(err, &re) {
+		return false
 	}
-	args := make([]any, 0, 7+2*len(sh.Users))
-	args = append(args, s.prefix, sh.Node, s.seq(sh.Seq), s.ttl.Milliseconds(), sh.Guests, "", lost)
+	return !errors.Is(ctx.Err(), context.Canceled)
+}
+
+// readBack returns the node's stored sequence ("" when it has none) and
+// the online count, in one snapshot, on a context of its own: the
+// caller's has usually just run out.
+func (s *Store) readBack(ctx context.Context, node string) (seq string, online int64, err error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.callTimeout)
+	defer cancel()
+	var held *redis.StringCmd
+	var count *redis.IntCmd
+	_, err = s.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error {
+		held = p.HGet(rctx, s.prefix+":seq", node)
+		count = p.HLen(rctx, s.prefix+":users")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", 0, err
+	}
+	return held.Val(), count.Val(), nil
+}
+
+// readRewrite returns the node's stored sequence and the state of its
+// rewrite in progress ("" when none), in one snapshot.
+func (s *Store) readRewrite(ctx context.Context, node string) (seq, state string, err error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.callTimeout)
+	defer cancel()
+	var held, st *redis.StringCmd
+	_, err = s.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error {
+		held = p.HGet(rctx, s.prefix+":seq", node)
+		st = p.HGet(rctx, s.prefix+":rewrite", node)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", "", err
+	}
+	return held.Val(), st.Val(), nil
+}
+
+// Sync implements presence.Store. The share is written in chunks of
+// Budget users, one script call each (see lua/sync.lua); sh.Seq must be
+// fresh for every attempt: a rewrite whose sequence is not above the one
+// stored for this process is refused (presence.ErrStale). A call whose
+// outcome is unknown (a timeout, a broken connection) is settled by
+// reading back the attempt's progress, and the rewrite goes on from there.
+// Readers see Counts.Partial until it is done.
+func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
+	pairs := make([]any, 0, 2*len(sh.Users))
 	for u, n := range sh.Users {
 		if n > 0 {
-			args = append(args, u, n)
+			pairs = append(pairs, u, n)
 		}
 	}
-	n, err := s.sync.Run(ctx, s.rdb, s.keys(sh.Node), args...).Int64()
-	if rest, ok := strings.CutPrefix(fmt.Sprint(err), "TAKEN "); ok && err != nil {
-		lease, _, _ := strings.Cut(rest, " ")
-		ms, _ := strconv.ParseFloat(lease, 64)
-		return 0, fmt.Errorf("redisstore: sync: %w", &presence.NodeTakenError{Node: sh.Node, Lease: int64(ms)})
+	per := 2 * s.chunk
+	chunks := (len(pairs) + per - 1) / per
+	seq, keys := s.seq(sh.Seq), s.keys(sh.Node)
+	done := 0 // chunks Redis holds
+	for {
+		k, chunk := done+1, []any(nil)
+		if k > chunks {
+			k = 0
+		} else {
+			chunk = pairs[(k-1)*per : min(len(pairs), k*per)]
+		}
+		args := make([]any, 0, 9+len(chunk))
+		args = append(args, s.prefix, sh.Node, seq, s.ttl.Milliseconds(), sh.Guests, "", s.peakMemory(), k, chunks)
+		args = append(args, chunk...)
+		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+		res, err := s.sync.Run(cctx, s.rdb, keys, args...).Slice()
+		cancel()
+		if err != nil && unknownOutcome(ctx, err) {
+			held, state, rerr := s.readRewrite(ctx, sh.Node)
+			switch {
+			case rerr != nil:
+				return 0, wrap("sync", err)
+			case held == seq && state == "":
+				// Done: the reply of the last call was lost.
+				return s.onlineNow(ctx)
+			case held == seq:
+				done = rewriteDone(state, sh.Seq)
+			default:
+				done = 0 // the attempt has not begun in Redis (or was reaped): begin again
+			}
+			if ctx.Err() != nil {
+				return 0, wrap("sync", err)
+			}
+			continue
+		}
+		if rest, ok := strings.CutPrefix(fmt.Sprint(err), "TAKEN "); ok && err != nil {
+			lease, _, _ := strings.Cut(rest, " ")
+			ms, _ := strconv.ParseFloat(lease, 64)
+			return 0, fmt.Errorf("redisstore: sync: %w", &presence.NodeTakenError{Node: sh.Node, Lease: int64(ms)})
+		}
+		if err != nil && strings.HasPrefix(err.Error(), "STALE") {
+			return 0, fmt.Errorf("redisstore: sync: %w (%s)", presence.ErrStale, err.Error())
+		}
+		if err != nil {
+			return 0, wrap("sync", err)
+		}
+		if len(res) < 2 {
+			return 0, fmt.Errorf("redisstore: sync: unexpected reply %v", res)
+		}
+		if res[0] == "done" {
+			if len(res) > 2 {
+				s.rememberPeak(fmt.Sprint(res[2]))
+			}
+			return toInt(res[1]), nil
+		}
+		done = int(toInt(res[1]))
 	}
+}
+
+// rewriteDone returns the chunks applied according to a rewrite state
+// "<seq>:<phase>:<chunks>:..." of attempt seq, or 0.
+func rewriteDone(state string, seq uint64) int {
+	f := strings.SplitN(state, ":", 4)
+	if len(f) < 3 || f[0] != strconv.FormatUint(seq, 10) {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[2])
+	return n
+}
+
+func (s *Store) onlineNow(ctx context.Context) (int64, error) {
+	_, online, err := s.readBack(ctx, "")
 	if err != nil {
 		return 0, wrap("sync", err)
 	}
-	return n, nil
+	return online, nil
 }
 
-// Heartbeat implements presence.Store.
+// peakMemory returns the day's peak as this store last saw it.
+func (s *Store) peakMemory() string {
+	s.peakMu.Lock()
+	defer s.peakMu.Unlock()
+	return s.peak
+}
+
+// rememberPeak keeps the highest peak seen for the latest day, so that a
+// Redis that lost its data gets it back (restore_peak in lib.lua).
+func (s *Store) rememberPeak(v string) {
+	day, peak, ok := parsePeak(v)
+	if !ok {
+		return
+	}
+	s.peakMu.Lock()
+	defer s.peakMu.Unlock()
+	if oldDay, oldPeak, ok := parsePeak(s.peak); !ok || day > oldDay || (day == oldDay && peak > oldPeak) {
+		s.peak = v
+	}
+}
+
+func parsePeak(v string) (day, peak int64, ok bool) {
+	d, p, found := strings.Cut(v, ":")
+	if !found {
+		return 0, 0, false
+	}
+	day, err1 := strconv.ParseInt(d, 10, 64)
+	peak, err2 := strconv.ParseInt(p, 10, 64)
+	return day, peak, err1 == nil && err2 == nil
+}
+
+// Heartbeat implements presence.Store. Dead nodes are retired at once;
+// their users are taken out of the sums Budget at a time, by this call's
+// script and then by as many reap calls as it takes (any node's heartbeat
+// carries on with what is left).
+// It returns the reaps finished, by its own script or the reap calls.
 func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInfo) ([]presence.Reaped, error) {
 	info.Healthy = false // set by readers, not stored
 	raw, err := json.Marshal(info)
@@ -228,16 +432,17 @@ func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInf
 		return nil, fmt.Errorf("redisstore: heartbeat: %w", err)
 	}
 	res, err := s.heartbeat.Run(ctx, s.rdb, s.keys(info.ID),
-		s.prefix, info.ID, s.seq(seq), s.ttl.Milliseconds(), raw, s.window.Milliseconds()).Slice()
+		s.prefix, info.ID, s.seq(seq), s.ttl.Milliseconds(), raw, s.peakMemory()).Slice()
 	if err != nil {
 		return nil, wrap("heartbeat", err)
 	}
-	if len(res) < 2 || (len(res)-2)%3 != 0 {
+	if len(res) < 4 || (len(res)-4)%3 != 0 {
 		return nil, fmt.Errorf("redisstore: heartbeat: unexpected reply %v", res)
 	}
-	var reaped []presence.Reaped
-	for i := 2; i+2 < len(res); i += 3 {
-		reaped = append(reaped, presence.Reaped{Node: fmt.Sprint(res[i]), Users: toInt(res[i+1]), Connections: toInt(res[i+2])})
+	s.rememberPeak(fmt.Sprint(res[3]))
+	reaped := parseReaped(res[4:])
+	if toInt(res[2]) == 1 {
+		reaped = append(reaped, s.reapAll(ctx, info.ID)...)
 	}
 	switch toInt(res[1]) {
 	case 0:
@@ -248,10 +453,48 @@ func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInf
 	return reaped, nil
 }
 
+// reapAll calls reap.lua until no share is left to reap, ctx is done or a
+// call fails (the next heartbeat of any node goes on), and returns the
+// reaps finished.
+func (s *Store) reapAll(ctx context.Context, node string) []presence.Reaped {
+	var reaped []presence.Reaped
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+		res, err := s.reap.Run(cctx, s.rdb, s.keys(node), s.prefix, node).Slice()
+		cancel()
+		if err != nil || len(res) < 2 {
+			break
+		}
+		reaped = append(reaped, parseReaped(res[2:])...)
+		if toInt(res[1]) == 0 {
+			break
+		}
+	}
+	return reaped
+}
+
+// parseReaped reads {node, users, connections, ...} from a script reply.
+func parseReaped(res []any) []presence.Reaped {
+	var out []presence.Reaped
+	for i := 0; i+2 < len(res); i += 3 {
+		out = append(out, presence.Reaped{Node: fmt.Sprint(res[i]), Users: toInt(res[i+1]), Connections: toInt(res[i+2])})
+	}
+	return out
+}
+
 // Leave implements presence.Store. It removes nothing when another
-// process owns the node id now.
+// process owns the node id now. The node's lease and figures go at once;
+// its users are taken out of the sums Budget at a time, until ctx is done
+// (the other nodes' heartbeats take what is left).
 func (s *Store) Leave(ctx context.Context, node string) error {
-	return wrap("leave", s.leave.Run(ctx, s.rdb, s.keys(node), s.prefix, node, s.token).Err())
+	res, err := s.leave.Run(ctx, s.rdb, s.keys(node), s.prefix, node, s.token).Slice()
+	if err != nil {
+		return wrap("leave", err)
+	}
+	if len(res) >= 2 && toInt(res[1]) == 1 {
+		s.reapAll(ctx, node)
+	}
+	return nil
 }
 
 // Repair implements presence.Repairer: it checks that Redis holds node's
@@ -265,8 +508,7 @@ func (s *Store) Repair(ctx context.Context, node string, seq uint64, users, conn
 	if v, ok := s.cursors.Load(node); ok {
 		cursor = v.(string)
 	}
-	keys := s.keys(node, s.prefix+":repair")
-	res, err := s.repair.Run(ctx, s.rdb, keys, s.prefix, node, s.seq(seq), users, conns, guests, s.budget, cursor).Slice()
+	res, err := s.repair.Run(ctx, s.rdb, s.keys(node), s.prefix, node, s.seq(seq), users, conns, guests, s.budget, cursor).Slice()
 	if err != nil {
 		return 0, wrap("repair", err)
 	}

@@ -30,6 +30,7 @@ func Run(t *testing.T, newStore func(t *testing.T) presence.Store) {
 		{"SequenceGapAsksForResyncAndChangesNothing", testSequenceGap},
 		{"BelowZeroAsksForResyncAndChangesNothing", testBelowZero},
 		{"SyncReplacesShare", testSyncReplaces},
+		{"StaleSyncRefused", testStaleSyncRefused},
 		{"LeaveRemovesOnlyThatNode", testLeave},
 		{"HeartbeatReapsExpiredNodes", testReap},
 		{"HeartbeatOfUnknownNodeAsksForResync", testHeartbeatUnknown},
@@ -163,6 +164,18 @@ func testSyncReplaces(t *testing.T, s presence.Store) {
 	wantCounts(t, s, 2, 5, 0)
 	mustApply(t, s, presence.Batch{Node: "a", Seq: 10, Deltas: []presence.Delta{{User: "u3", N: -4}}})
 	wantCounts(t, s, 1, 1, 0)
+}
+
+// testStaleSyncRefused: a rewrite older than the stored one (a late call
+// of an abandoned attempt) changes nothing.
+func testStaleSyncRefused(t *testing.T, s presence.Store) {
+	mustSync(t, s, presence.Share{Node: "a", Seq: 7, Users: map[string]int64{"new": 1}})
+	if _, err := s.Sync(ctx(t), presence.Share{Node: "a", Seq: 6, Users: map[string]int64{"old1": 1, "old2": 1}}); !errors.Is(err, presence.ErrStale) {
+		t.Fatalf("Sync seq 6 after 7: err = %v, want ErrStale", err)
+	}
+	wantCounts(t, s, 1, 1, 0)
+	mustApply(t, s, presence.Batch{Node: "a", Seq: 8, Deltas: []presence.Delta{{User: "new", N: 1}}})
+	wantCounts(t, s, 1, 2, 0)
 }
 
 func testLeave(t *testing.T, s presence.Store) {

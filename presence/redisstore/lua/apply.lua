@@ -45,11 +45,11 @@ for i = 6, #ARGV, 2 do
   if redis.call('HINCRBY', KEYS[8], user, d) <= 0 then
     redis.call('HDEL', KEYS[8], user)
   end
-  add_user(user, d, now, false)
+  add_user(user, d, now)
 end
 redis.call('HINCRBY', KEYS[3], node, total + guests)
 redis.call('HINCRBY', KEYS[4], node, guests)
 redis.call('HSET', KEYS[5], node, ARGV[4])
 
-touch_epoch(now, 0)
+touch_epoch(now)
 return publish(prefix, now)

@@ -1,5 +1,6 @@
--- heartbeat.lua: renews a node's lease, stores its load figures and reaps
--- every node whose lease has expired.
+-- heartbeat.lua: renews a node's lease, stores its load figures, retires
+-- every node whose lease has expired and takes a bounded part of the
+-- shares being reaped out of the sums (reap.lua takes the rest).
 --
 -- KEYS: as in lib.lua.
 -- ARGV[1] key prefix
@@ -7,16 +8,16 @@
 -- ARGV[3] the node's current sequence (must match KEYS[5][node])
 -- ARGV[4] lease length in ms
 -- ARGV[5] the node's load figures (JSON)
--- ARGV[6] recovery window in ms (a heartbeat comes from a node that wrote
---         before, so an empty data set means Redis lost data)
+-- ARGV[6] the day's peak the node remembers ("<day>:<peak>" or "")
 --
 -- Reaping emits an offline event for every user it takes to 0.
 --
 -- Returns {online users, 1 when registered and current (0 when not
--- registered, 2 when its sequence differs), then for each
--- node reaped: node id, users in its share, connections in its share}.
--- The reaping is done either way; the Go side turns "not registered or
--- sequence differs" into RESYNC (a script error would lose what it reaped).
+-- registered, 2 when its sequence differs), 1 when reaps remain (else 0),
+-- today's peak as "<day>:<peak>", then for each reap finished: node id,
+-- users in its share, connections in its share}. The reaping is done
+-- either way; the Go side turns "not registered or sequence differs" into
+-- RESYNC (a script error would lose what it reaped).
 
 local prefix, node = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[4])
@@ -32,7 +33,8 @@ if now - clock > ttl then
     redis.call('ZADD', KEYS[1], 'GT', now + ttl, n)
   end
 end
-touch_epoch(now, tonumber(ARGV[6]))
+touch_epoch(now)
+restore_peak(prefix, now, ARGV[6])
 
 local registered = redis.call('ZSCORE', KEYS[1], node)
 local current = registered and redis.call('HGET', KEYS[5], node) == ARGV[3]
@@ -41,19 +43,26 @@ if current then
   redis.call('SET', KEYS[9], ARGV[5], 'PX', ttl)
 end
 
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-local reaped = {}
-for _, n in ipairs(dead) do
-  local users, conns = drop_node(prefix, n, now)
-  reaped[#reaped + 1] = n
-  reaped[#reaped + 1] = users
-  reaped[#reaped + 1] = conns
+-- Retiring is O(1) per node; the users are taken out BUDGET at a time.
+local changed, empty = false, {}
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  local id, users, conns = drop_node(prefix, n, now)
+  if not id then -- nothing to take out: reaped already
+    empty[#empty + 1] = n
+    empty[#empty + 1] = users
+    empty[#empty + 1] = conns
+  end
+  changed = true
+end
+local took, more, finished = reap_some(prefix, BUDGET, now)
+for _, v in ipairs(empty) do
+  finished[#finished + 1] = v
 end
 -- online_users is rewritten by every script that changes the sums; a
 -- heartbeat changes them only when it reaps (or the key is gone), and
 -- otherwise leaves the key alone.
 local online
-if #dead > 0 or redis.call('EXISTS', KEYS[6]) == 0 then
+if changed or took > 0 or redis.call('EXISTS', KEYS[6]) == 0 then
   online = publish(prefix, now)
 else
   online = redis.call('HLEN', KEYS[2])
@@ -68,8 +77,8 @@ if not registered then
 elseif not current then
   status = 2
 end
-local out = {online, status}
-for _, v in ipairs(reaped) do
+local out = {online, status, more and 1 or 0, peak_of(prefix, now)}
+for _, v in ipairs(finished) do
   out[#out + 1] = v
 end
 return out

@@ -5,7 +5,7 @@
 -- Every call does a bounded slice of the work, about ARGV[7] hash reads.
 --
 -- KEYS: as in lib.lua, and
---   KEYS[11] <prefix>:repair   STRING cursor of the users-hash scan, shared by
+--   KEYS[K_REPAIR] <prefix>:repair   STRING cursor of the users-hash scan, shared by
 --                               every node so that together they cover it
 -- ARGV[1] key prefix
 -- ARGV[2] node id
@@ -36,13 +36,23 @@ if redis.call('HGET', KEYS[5], node) == ARGV[3] then
   end
 end
 
-local nodes = redis.call('ZRANGE', KEYS[1], 0, -1)
-local count = math.max(1, math.floor(tonumber(ARGV[7]) / math.max(1, #nodes)))
+-- Every hash a user's count is made of (see the invariant in lib.lua):
+-- the live nodes' shares and unreplaced parts, and the shares being reaped.
+local parts = {}
+for _, n in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  parts[#parts + 1] = prefix .. ':node:' .. n
+  parts[#parts + 1] = prefix .. ':old:' .. n
+end
+for _, id in ipairs(redis.call('HKEYS', KEYS[K_REAPING])) do
+  parts[#parts + 1] = prefix .. ':reap:' .. id .. ':s'
+  parts[#parts + 1] = prefix .. ':reap:' .. id .. ':o'
+end
+local count = math.max(1, math.floor(tonumber(ARGV[7]) / math.max(1, #parts)))
 
 local function shares_sum(user)
   local sum = 0
-  for _, n in ipairs(nodes) do
-    sum = sum + tonumber(redis.call('HGET', prefix .. ':node:' .. n, user) or '0')
+  for _, key in ipairs(parts) do
+    sum = sum + tonumber(redis.call('HGET', key, user) or '0')
   end
   return sum
 end
@@ -67,11 +77,11 @@ local function settle(user, have)
 end
 
 -- 2. A slice of the users hash against the shares: phantoms and wrong sums.
-local page = redis.call('HSCAN', KEYS[2], redis.call('GET', KEYS[11]) or '0', 'COUNT', count)
+local page = redis.call('HSCAN', KEYS[2], redis.call('GET', KEYS[K_REPAIR]) or '0', 'COUNT', count)
 for i = 1, #page[2], 2 do
   settle(page[2][i], tonumber(page[2][i + 1]))
 end
-redis.call('SET', KEYS[11], page[1])
+redis.call('SET', KEYS[K_REPAIR], page[1])
 
 -- 3. A slice of this node's share against the users hash: users the hash lost.
 local own = redis.call('HSCAN', KEYS[8], ARGV[8], 'COUNT', count)
