@@ -235,6 +235,10 @@ func TestCLIKeptAdminToken(t *testing.T) {
 	if status, _ := p.GetToken(overviewPath, token, 5*time.Second); status != http.StatusOK {
 		t.Errorf("the running server refused the old token before a restart: %d", status)
 	}
+	// status reads the new token, which the running server does not know yet: it says why.
+	if _, stderr, code := runCLI(t, cwd, cli, "status"); code != 1 || !strings.Contains(stderr, "admin-token --rotate") {
+		t.Errorf("status after a rotation, before the restart: exit %d, stderr %q; want 1 and the restart hint", code, stderr)
+	}
 	if code, _ := p.Term(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
