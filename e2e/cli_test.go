@@ -242,7 +242,14 @@ func TestCLIKeptAdminToken(t *testing.T) {
 	if code, _ := p.Term(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
+	// A kept token others may read is used, and the log says so.
+	if err := os.Chmod(filepath.Join(dataDir, "admin_token"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p = StartServing(t, t.TempDir(), vars)
+	if want := filepath.Join(dataDir, "admin_token") + " is open to other users (mode 0644); chmod 600 it"; !strings.Contains(p.Stderr.String(), want) {
+		t.Errorf("serve with a 0644 admin_token: the log lacks %q:\n%s", want, p.Stderr)
+	}
 	if status, _ := p.GetToken(overviewPath, token, 5*time.Second); status != http.StatusUnauthorized {
 		t.Errorf("old token after rotation and restart: %d, want 401", status)
 	}
