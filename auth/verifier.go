@@ -208,6 +208,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	return Claims{UserID: c.sub, Role: c.role, ExpiresAt: c.exp.Time}, nil
 }
 
+// CheckUserID reports whether id is a user ID a token may carry (see
+// [Claims.UserID]); its error reads after "user ID", e.g. "is not valid
+// UTF-8". The presence API checks the ids it is asked about with it.
+func CheckUserID(id string) error { return checkSubject(id) }
+
 // checkSubject enforces the rules on user IDs (see [Claims.UserID]), for
 // Verify and Mint alike. Its errors read after "sub" or "user ID".
 func checkSubject(s string) error {

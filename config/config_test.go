@@ -228,6 +228,11 @@ func TestLoadInvalid(t *testing.T) {
 		{env: map[string]string{"MONGODB_URI": "postgres://u:hunter2@h/db"}, var_: "MONGODB_URI", value: "postgres://u:***@h/db", reason: "scheme", secret: "hunter2"},
 		{env: map[string]string{"MONGODB_URI": "mongodb://u:hunter2@/db"}, var_: "MONGODB_URI", value: "mongodb://u:***@/db", reason: "host", secret: "hunter2"},
 		{env: map[string]string{"MONGODB_URI": "mongodb+srv://c.example.net:27017"}, var_: "MONGODB_URI", value: "mongodb+srv://c.example.net:27017", reason: "one host"},
+		// What the driver refuses is a configuration error too (exit 2), not a start failure.
+		{env: map[string]string{"MONGODB_URI": "mongodb://u:hunter2@h:bad/db"}, var_: "MONGODB_URI", value: "mongodb://u:***@h:bad/db", reason: "port", secret: "hunter2"},
+		{env: map[string]string{"MONGODB_URI": "mongodb://u:hunter2@h/?authMechanism=bogus"}, var_: "MONGODB_URI", value: "mongodb://u:***@h/?authMechanism=bogus", reason: "auth mechanism", secret: "hunter2"},
+		{env: map[string]string{"MONGODB_URI": "mongodb://u:hunter2@h/?connectTimeoutMS=abc"}, var_: "MONGODB_URI", value: "mongodb://u:***@h/?connectTimeoutMS=abc", secret: "hunter2"},
+		{env: map[string]string{"MONGODB_URI": "mongodb://u:hunter2@h1,h2/?directConnection=true"}, var_: "MONGODB_URI", value: "mongodb://u:***@h1,h2/?directConnection=true", reason: "direct connection", secret: "hunter2"},
 		{env: map[string]string{"MONGODB_DB": "my.db"}, var_: "MONGODB_DB", value: "my.db", reason: "database name"},
 		{env: map[string]string{"USERS_COLLECTION": "$users"}, var_: "USERS_COLLECTION", value: "$users"},
 		{env: map[string]string{"MONGODB_BATCH_SIZE": "0"}, var_: "MONGODB_BATCH_SIZE", value: "0", reason: "1-10000"},

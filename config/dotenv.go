@@ -87,6 +87,7 @@ func readDotenv(d Dotenv) (map[string]string, error) {
 
 // parseDotenv parses dotenv text, one NAME=value per line:
 //
+//   - a leading UTF-8 byte-order mark is ignored, CRLF is LF;
 //   - blank lines and lines starting with # are skipped; "export " before
 //     NAME is allowed;
 //   - NAME is letters, digits, _ and . and does not start with a digit;
@@ -100,6 +101,9 @@ func readDotenv(d Dotenv) (map[string]string, error) {
 // These are the rules of the godotenv library presenced used before, made
 // strict where godotenv guessed, so that a mistake stops at its line.
 func parseDotenv(src []byte) ([]dotenvEntry, *FileError) {
+	// A UTF-8 byte-order mark (Windows editors write one) is not part of
+	// the first name.
+	src = bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
 	text := string(bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n")))
 	var entries []dotenvEntry
 	seen := make(map[string]string)

@@ -117,3 +117,27 @@ func TestLoadDotenvUnknownKeys(t *testing.T) {
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(warnings, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestLoadDotenvEditorArtifacts: what editors leave in a file — a UTF-8
+// byte-order mark (Windows Notepad), CRLF line endings, also around quoted
+// values — does not change the values or the line numbers.
+func TestLoadDotenvEditorArtifacts(t *testing.T) {
+	t.Parallel()
+	path := writeDotenv(t, "\xef\xbb\xbfPORT=8081\r\n"+
+		"ADMIN_TOKEN=\"abc#def\" # comment\r\n"+
+		"API_KEY='k1'\r\n"+
+		"NODE_ID=n1 # c\r\n")
+	c, err := config.Load(env(nil), path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.Port != 8081 || c.AdminToken != "abc#def" || c.APIKey != "k1" || c.NodeID != "n1" {
+		t.Errorf("Port %d, ADMIN_TOKEN %q, API_KEY %q, NODE_ID %q; want 8081, abc#def, k1, n1", c.Port, c.AdminToken, c.APIKey, c.NodeID)
+	}
+	// The mark counts for nothing in line numbers either.
+	path = writeDotenv(t, "\xef\xbb\xbfPORT=1\r\njunk\r\n")
+	var fe *config.FileError
+	if _, err := config.Load(env(nil), path); !errors.As(err, &fe) || fe.Line != 2 {
+		t.Errorf("BOM then junk on line 2: %v, want a FileError for line 2", err)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 )
 
 // spec is one variable: its documentation, how to parse it into a Config and
@@ -622,6 +624,23 @@ func checkMongoURI(v string) string {
 	}
 	if scheme == "mongodb+srv" && (strings.Contains(authority, ",") || strings.Contains(authority, ":")) {
 		return "mongodb+srv:// takes one host name without a port"
+	}
+	// The driver's own parse, so that what it would refuse at start (a bad
+	// port, an unknown option value) is a configuration error here. Not for
+	// mongodb+srv://, whose parse looks the host up in DNS.
+	if scheme == "mongodb" {
+		if _, err := connstring.ParseAndValidate(v); err != nil {
+			msg := err.Error()
+			if userinfo, _, ok := strings.Cut(strings.SplitN(rest, "/", 2)[0], "@"); ok {
+				if _, pw, ok := strings.Cut(userinfo, ":"); ok && pw != "" {
+					msg = strings.ReplaceAll(msg, pw, "***")
+					if u, err := url.PathUnescape(pw); err == nil && u != "" {
+						msg = strings.ReplaceAll(msg, u, "***")
+					}
+				}
+			}
+			return "the MongoDB driver refuses it: " + msg
+		}
 	}
 	return ""
 }

@@ -148,6 +148,11 @@ type Service struct {
 	filled    chan struct{} // closed after the first refresh
 	cache     countsCache
 
+	// usersFloor (under mu) is the most users online seen since the last
+	// stats refresh: they are users, and were active, even once gone,
+	// before the data store's next recount includes them.
+	usersFloor int64
+
 	streamOnce sync.Once
 	stream     *Stream
 
@@ -226,6 +231,7 @@ func (s *Service) refreshAll(ctx context.Context, withStats bool) {
 		s.statsOK = err == nil
 		if err == nil {
 			s.stats, s.haveStats = st, true
+			s.usersFloor = 0
 		}
 		s.mu.Unlock()
 		// Said once per change, not at every refresh of an outage.
@@ -292,15 +298,17 @@ func (s *Service) Overview(ctx context.Context) Overview {
 	c, source, stale := s.online(ctx)
 	s.mu.Lock()
 	st, statsStale := s.stats, !s.statsOK || !s.haveStats
+	s.usersFloor = max(s.usersFloor, c.Users)
+	floor := s.usersFloor
 	s.mu.Unlock()
 	return Overview{
 		OnlineUsers:       c.Users,
 		OnlineConnections: c.Connections,
 		OnlineGuests:      c.Guests,
 		PeakOnlineToday:   max(c.PeakToday, c.Users),
-		TotalUsers:        max(st.TotalUsers, c.Users), // whoever is online is a user, before the next recount
+		TotalUsers:        max(st.TotalUsers, floor), // whoever was online since the last recount is a user
 		NewUsersToday:     st.NewUsersToday,
-		ActiveUsers24h:    max(st.ActiveUsers24h, c.Users), // whoever is online now was active
+		ActiveUsers24h:    max(st.ActiveUsers24h, floor), // and was active
 		Source:            source,
 		FallbackScope:     s.fallbackScope(source),
 		Stale:             stale || statsStale,

@@ -124,3 +124,30 @@ func TestHistory(t *testing.T) {
 		t.Fatalf("History(2h) err = %v, want ErrBadRange", err)
 	}
 }
+
+// TestOverviewTotalsDoNotDropBetweenRefreshes: a user who connects is a
+// user (totalUsers, activeUsers24h) from then on, also after leaving and
+// before the next recount of the data store — the figures never go down
+// between two refreshes (they did: 1 while online, 0 once gone).
+func TestOverviewTotalsDoNotDropBetweenRefreshes(t *testing.T) {
+	t.Parallel()
+	ds := mustOpenSQLite(t)
+	ctx := context.Background()
+	mem := memstore.New(time.Minute, nil)
+	svc := startService(t, dashboard.Options{Presence: mem, Source: "memory", Store: ds, StatsRefresh: time.Hour})
+	if o := svc.Overview(ctx); o.TotalUsers != 0 {
+		t.Fatalf("empty: %+v", o)
+	}
+	if _, err := mem.Sync(ctx, presence.Share{Node: "n", Seq: 1, Users: map[string]int64{"alice": 1, "bob": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if o := svc.Overview(ctx); o.OnlineUsers != 2 || o.TotalUsers != 2 || o.ActiveUsers24h != 2 {
+		t.Fatalf("two online: %+v", o)
+	}
+	if _, err := mem.Sync(ctx, presence.Share{Node: "n", Seq: 2, Users: map[string]int64{}}); err != nil {
+		t.Fatal(err)
+	}
+	if o := svc.Overview(ctx); o.OnlineUsers != 0 || o.TotalUsers != 2 || o.ActiveUsers24h != 2 {
+		t.Fatalf("after both left, before a recount: %+v; want totalUsers and activeUsers24h still 2", o)
+	}
+}

@@ -235,10 +235,21 @@ func TestCLIKeptAdminToken(t *testing.T) {
 	if status, _ := p.GetToken(overviewPath, token, 5*time.Second); status != http.StatusOK {
 		t.Errorf("the running server refused the old token before a restart: %d", status)
 	}
+	// status reads the new token, which the running server does not know yet: it says why.
+	if _, stderr, code := runCLI(t, cwd, cli, "status"); code != 1 || !strings.Contains(stderr, "admin-token --rotate") {
+		t.Errorf("status after a rotation, before the restart: exit %d, stderr %q; want 1 and the restart hint", code, stderr)
+	}
 	if code, _ := p.Term(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
+	// A kept token others may read is used, and the log says so.
+	if err := os.Chmod(filepath.Join(dataDir, "admin_token"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p = StartServing(t, t.TempDir(), vars)
+	if want := filepath.Join(dataDir, "admin_token") + " is open to other users (mode 0644); chmod 600 it"; !strings.Contains(p.Stderr.String(), want) {
+		t.Errorf("serve with a 0644 admin_token: the log lacks %q:\n%s", want, p.Stderr)
+	}
 	if status, _ := p.GetToken(overviewPath, token, 5*time.Second); status != http.StatusUnauthorized {
 		t.Errorf("old token after rotation and restart: %d, want 401", status)
 	}
@@ -276,6 +287,11 @@ func TestCLIStatusAndConnectErrors(t *testing.T) {
 	_, stderr, code = runCLI(t, t.TempDir(), map[string]string{"JWT_SECRET": "another-secret-0123456789abcdef"}, "connect", "--url", ws, "--user", "bob")
 	if code != 1 || !strings.Contains(stderr, "refused the WebSocket: 401") {
 		t.Errorf("connect with a token of another secret: exit %d, stderr %q", code, stderr)
+	}
+	// As a guest on a node without ALLOW_ANONYMOUS, the refusal says what to do.
+	_, stderr, code = runCLI(t, t.TempDir(), map[string]string{"DATA_DIR": t.TempDir()}, "connect", "--url", ws)
+	if code != 1 || !strings.Contains(stderr, "refused the WebSocket: 401") || !strings.Contains(stderr, "ALLOW_ANONYMOUS=true") {
+		t.Errorf("connect as a guest: exit %d, stderr %q; want the 401 and the ALLOW_ANONYMOUS hint", code, stderr)
 	}
 	// A user token is minted with the node's secret; the server closes it
 	// at SIGTERM with 1001, which connect shows and ends on with 0.

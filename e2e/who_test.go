@@ -184,7 +184,8 @@ func TestWhoIsOnline(t *testing.T) {
 		{"Bearer " + testAPIKey, `{"userIds":[1,2]}`, 400, "userIds[0] must be a string"},
 		{"Bearer " + testAPIKey, `{"ids":["a"]}`, 400, "userIds is required"},
 		{"Bearer " + testAPIKey, `not json`, 400, "JSON object"},
-		{"Bearer " + testAPIKey, `{"userIds":[""]}`, 400, "1-1024 bytes"},
+		{"Bearer " + testAPIKey, `{"userIds":[""]}`, 400, "is missing or empty"},
+		{"Bearer " + testAPIKey, `{"userIds":["a\u0001"]}`, 400, "userIds[0] contains a control character"},
 	} {
 		status, body := post(t, nodes[0], "/api/presence/status", c.authz, c.body)
 		var e struct {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/presenced/presenced/auth"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -28,8 +29,9 @@ type Watcher interface {
 // ErrTooMany is returned by Watch for a list over MaxWatch users.
 var ErrTooMany = fmt.Errorf("events: at most %d users may be watched", MaxWatch)
 
-// ErrBadID is returned by Watch for an empty or too long user id.
-var ErrBadID = fmt.Errorf("events: a user id must be 1-%d bytes", MaxUserIDBytes)
+// ErrBadID is returned by Watch for a user id no token can carry (see
+// auth.CheckUserID): empty, too long, not UTF-8 or with a control character.
+var ErrBadID = fmt.Errorf("events: a user id must be 1-%d bytes of UTF-8 without control characters", MaxUserIDBytes)
 
 // Hub fans the feed's events out to watchers through an index user ->
 // watchers, so an event costs a map lookup plus one send per watcher of
@@ -71,7 +73,7 @@ func (h *Hub) Watch(w Watcher, ids []string) error {
 	uniq := make([]string, 0, len(ids))
 	seen := make(map[string]struct{}, len(ids))
 	for _, id := range ids {
-		if id == "" || len(id) > MaxUserIDBytes {
+		if auth.CheckUserID(id) != nil { // 1-256 bytes of UTF-8, no control characters
 			return ErrBadID
 		}
 		if _, ok := seen[id]; !ok {

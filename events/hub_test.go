@@ -119,8 +119,11 @@ func TestHubLimits(t *testing.T) {
 	if err := hub.Watch(w, ids[:events.MaxWatch]); err != nil {
 		t.Fatalf("Watch(%d ids) = %v", events.MaxWatch, err)
 	}
-	if err := hub.Watch(w, []string{""}); err != events.ErrBadID {
-		t.Fatalf("Watch(empty id) = %v, want ErrBadID", err)
+	// Ids no token can carry, as the status API refuses them.
+	for _, bad := range []string{"", "a\x00b", "tab\there", "\xff", strings.Repeat("x", events.MaxUserIDBytes+1)} {
+		if err := hub.Watch(w, []string{"ok", bad}); err != events.ErrBadID {
+			t.Fatalf("Watch(%q) = %v, want ErrBadID", bad, err)
+		}
 	}
 	if hub.Watched() != events.MaxWatch {
 		t.Fatalf("a refused list changed the watch: watched %d", hub.Watched())

@@ -102,6 +102,12 @@ func (g *adminGuard) wrap(next http.Handler) http.Handler {
 
 // allow reports whether r is an admin request; otherwise it has answered.
 func (g *adminGuard) allow(w http.ResponseWriter, r *http.Request) bool {
+	return g.allowOr(w, r, "admin credentials required")
+}
+
+// allowOr is allow with the 401's message: routes that take other
+// credentials too name them.
+func (g *adminGuard) allowOr(w http.ResponseWriter, r *http.Request, unauthorized string) bool {
 	ip := g.ips.Addr(r)
 	if g.throttled(w, ip) {
 		encodeError(w, http.StatusTooManyRequests, throttledMsg)
@@ -118,7 +124,7 @@ func (g *adminGuard) allow(w http.ResponseWriter, r *http.Request) bool {
 	}
 	g.failed(r, ip)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="presenced"`)
-	encodeError(w, http.StatusUnauthorized, "admin credentials required")
+	encodeError(w, http.StatusUnauthorized, unauthorized)
 	return false
 }
 

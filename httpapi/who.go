@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/presenced/presenced/auth"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -74,8 +76,8 @@ func handleUser(dir presence.Directory, seen LastSeenLookup, log *slog.Logger) h
 			return
 		}
 		id := r.PathValue("id")
-		if id == "" || len(id) > 1024 {
-			encodeError(w, http.StatusBadRequest, "user id must be 1-1024 bytes")
+		if err := auth.CheckUserID(id); err != nil {
+			encodeError(w, http.StatusBadRequest, "user id "+err.Error()+idRule)
 			return
 		}
 		conns, err := dir.Connections(r.Context(), []string{id})
@@ -141,12 +143,15 @@ func handleStatus(dir presence.Directory, maxBody int64, log *slog.Logger) http.
 
 const errTooBig = "request body too large"
 
+// idRule follows a refused id's reason: ids are user ids as tokens carry them.
+const idRule = " (a user id is 1-256 bytes of UTF-8 without control characters)"
+
 // decodeStatus reads {"userIds":[…]}; on a bad body it returns a message
 // for the client.
 func decodeStatus(r *http.Request) ([]string, string) {
-	var body struct {
-		UserIDs json.RawMessage `json:"userIds"`
-	}
+	// A map, not a struct: encoding/json matches struct fields without
+	// regard to case, and "UserIds" is not the name.
+	var body map[string]json.RawMessage
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(&body); err != nil {
 		var tooBig *http.MaxBytesError
@@ -158,12 +163,13 @@ func decodeStatus(r *http.Request) ([]string, string) {
 	if dec.More() {
 		return nil, "body must hold one JSON object"
 	}
-	raw := strings.TrimSpace(string(body.UserIDs))
+	userIDs := body["userIds"]
+	raw := strings.TrimSpace(string(userIDs))
 	if raw == "" || raw == "null" {
 		return nil, `userIds is required: {"userIds": ["id", ...]}`
 	}
 	var items []json.RawMessage
-	if err := json.Unmarshal(body.UserIDs, &items); err != nil {
+	if err := json.Unmarshal(userIDs, &items); err != nil {
 		return nil, "userIds must be an array of strings"
 	}
 	if len(items) > maxStatusIDs {
@@ -174,8 +180,13 @@ func decodeStatus(r *http.Request) ([]string, string) {
 		if err := json.Unmarshal(it, &ids[i]); err != nil || strings.TrimSpace(string(it)) == "null" {
 			return nil, fmt.Sprintf("userIds[%d] must be a string", i)
 		}
-		if ids[i] == "" || len(ids[i]) > 1024 {
-			return nil, fmt.Sprintf("userIds[%d] must be 1-1024 bytes", i)
+		// encoding/json turns invalid UTF-8 into U+FFFD: look at the bytes.
+		err := auth.CheckUserID(ids[i])
+		if !utf8.Valid(it) {
+			err = errors.New("is not valid UTF-8")
+		}
+		if err != nil {
+			return nil, fmt.Sprintf("userIds[%d] %s%s", i, err, idRule)
 		}
 	}
 	return ids, ""
@@ -192,7 +203,7 @@ func apiKeyOrAdmin(key string, guard *adminGuard) func(http.Handler) http.Handle
 				next.ServeHTTP(w, r)
 				return
 			}
-			if guard.allow(w, r) {
+			if guard.allowOr(w, r, "API key or admin credentials required") {
 				next.ServeHTTP(w, r)
 			}
 		})

@@ -56,6 +56,18 @@ func TestWhoRoutes(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"online":true,"connections":2,"lastSeenAt":null`) {
 		t.Fatalf("lookup u03: %d %s", resp.StatusCode, body)
 	}
+	for path, want := range map[string]string{
+		"%00":                         "user id contains a control character",
+		"%FF":                         "user id is not valid UTF-8",
+		strings.Repeat("x", 257):      "user id is longer than 256 bytes",
+		"%C3%BC%2Fni%20code":          `"userId":"ü/ni code","online":false`,
+		strings.Repeat("%C3%BC", 128): `"online":false`,
+	} {
+		resp, body := do(t, http.MethodGet, base+"/api/admin/presence/users/"+path, admin(), nil)
+		if !strings.Contains(string(body), want) || (resp.StatusCode == 200) != strings.Contains(want, "online") {
+			t.Errorf("lookup %.40s: %d %s; want %q", path, resp.StatusCode, body, want)
+		}
+	}
 
 	for _, c := range []struct {
 		header http.Header
@@ -70,6 +82,18 @@ func TestWhoRoutes(t *testing.T) {
 		{http.Header{"X-Api-Key": {"the-api-key"}}, `{"userIds":[null]}`, 400, "userIds[0] must be a string"},
 		{http.Header{"X-Api-Key": {"the-api-key"}}, `{"userIds":["a"]} {}`, 400, "one JSON object"},
 		{http.Header{"X-Api-Key": {"the-api-key"}}, `{"userIds":["` + strings.Repeat("x", 5000) + `"]}`, 413, "request body over 4096 bytes"},
+		// The 401 names what this route takes.
+		{http.Header{"X-Api-Key": {"nope"}}, `{"userIds":["u01"]}`, 401, "API key or admin credentials required"},
+		// Ids follow the user id rule of tokens: an id no token can carry
+		// is refused, not answered false (invalid UTF-8 would come back
+		// as U+FFFD, a key the caller never sent).
+		{http.Header{"X-Api-Key": {"the-api-key"}}, `{"userIds":[""]}`, 400, "userIds[0] is missing or empty"},
+		{http.Header{"X-Api-Key": {"the-api-key"}}, `{"userIds":["ok","a\u0000b"]}`, 400, "userIds[1] contains a control character"},
+		{http.Header{"X-Api-Key": {"the-api-key"}}, "{\"userIds\":[\"\xff\"]}", 400, "userIds[0] is not valid UTF-8"},
+		{http.Header{"X-Api-Key": {"the-api-key"}}, `{"userIds":["` + strings.Repeat("x", 257) + `"]}`, 400, "userIds[0] is longer than 256 bytes"},
+		{http.Header{"X-Api-Key": {"the-api-key"}}, `{"userIds":["` + strings.Repeat("ü", 128) + `"]}`, 200, `":false}}`},
+		// Names are case-sensitive, as everywhere in presenced's JSON.
+		{http.Header{"X-Api-Key": {"the-api-key"}}, `{"UserIds":["u01"]}`, 400, "userIds is required"},
 	} {
 		resp, body := do(t, http.MethodPost, base+"/api/presence/status", c.header, strings.NewReader(c.body))
 		if resp.StatusCode != c.status || !strings.Contains(string(body), c.want) {

@@ -51,6 +51,8 @@ func runAdminToken(args []string, getenv func(string) string, stdout, stderr io.
 	switch src {
 	case adminTokenEnv:
 		fmt.Fprintf(stderr, "presenced: the admin token is ADMIN_TOKEN (it wins over %s)\n", path)
+	case adminTokenKept:
+		warnOpenKept(cfg, adminTokenFile, warnOnStderr(stderr))
 	case adminTokenNew:
 		fmt.Fprintf(stderr, "presenced: created a new admin token at %s; a server already running reads it at its next start\n", path)
 	}

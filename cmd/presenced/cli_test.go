@@ -52,7 +52,7 @@ func TestHelpEverywhere(t *testing.T) {
 			}
 		}
 	}
-	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"-help"}} {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"-help"}, {"help", "-h"}, {"help", "--help"}, {"help", "help"}} {
 		stdout, stderr, code := runCmd(t, vars, args...)
 		if code != 0 || stderr != "" {
 			t.Errorf("%v: exit %d, stderr %q; want 0 and nothing", args, code, stderr)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -69,7 +70,11 @@ func runConnect(ctx context.Context, args []string, getenv func(string) string, 
 		if resp != nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 			resp.Body.Close()
-			return fmt.Errorf("connect: %s refused the WebSocket: %s %s", target, resp.Status, body)
+			hint := ""
+			if tok == "" && resp.StatusCode == http.StatusUnauthorized {
+				hint = " (connecting without --user or --token is as a guest, which needs ALLOW_ANONYMOUS=true on the server)"
+			}
+			return fmt.Errorf("connect: %s refused the WebSocket: %s %s%s", target, resp.Status, bytes.TrimSpace(body), hint)
 		}
 		return fmt.Errorf("connect: %s: %w", target, err)
 	}

@@ -69,9 +69,10 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return nil
 	case "help":
 		switch {
-		case len(rest) == 0:
+		case len(rest) == 0 || len(rest) == 1 && (rest[0] == "help" || rest[0] == "-h" || rest[0] == "-help" || rest[0] == "--help"):
+			// `presenced help --help` and `help help` are help too.
 			return helpShown{usage}
-		case len(rest) > 1 || rest[0] == "help" || strings.HasPrefix(rest[0], "-"):
+		case len(rest) > 1 || strings.HasPrefix(rest[0], "-"):
 			return usageError{fmt.Sprintf("help: want at most one command name, got %q\n\n%s", rest, usage)}
 		}
 		// `presenced help token` is `presenced token --help`.
@@ -144,6 +145,9 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	}
 	if secret == nil {
 		return usageError{"token: JWT_SECRET is not set and JWT_JWKS_URL is: tokens come from your identity provider"}
+	}
+	if cfg.JWTSecret == "" {
+		warnOpenKept(cfg, jwtSecretFile, warnOnStderr(stderr))
 	}
 	tok, err := auth.MintFor(secret, *user, *admin, *ttl, time.Now(), cfg.JWTIssuer, cfg.JWTAudience)
 	if err != nil {

@@ -195,3 +195,21 @@ func refuseStrangerSecret(cfg config.Config) error {
 	}
 	return fmt.Errorf("token: JWT_SECRET is not set and %s does not exist, but a presenced answers on %s: it uses another secret and would refuse a token signed with a new one. Run token with that server's DATA_DIR (or its JWT_SECRET)", keptPath(cfg, jwtSecretFile), addr)
 }
+
+// warnOpenKept tells warn when the kept file name under DATA_DIR exists and
+// group or others may read or write it (copied with a loose umask, chmod'ed
+// by hand): it is still used, as refusing it would lock the admins out or
+// invalidate every token, but it should be 0600 as presenced creates it.
+func warnOpenKept(cfg config.Config, name string, warn func(msg string)) {
+	path := filepath.Join(cfg.DataDir, name)
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	warn(fmt.Sprintf("%s is open to other users (mode %04o); chmod 600 it", keptPath(cfg, name), fi.Mode().Perm()))
+}
+
+// warnOnStderr is warnOpenKept's warn for the commands.
+func warnOnStderr(stderr io.Writer) func(string) {
+	return func(msg string) { fmt.Fprintf(stderr, "presenced: warning: %s\n", msg) }
+}

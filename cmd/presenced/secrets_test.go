@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/presenced/presenced/auth"
 	"github.com/presenced/presenced/internal/testenv"
 )
 
@@ -126,5 +128,47 @@ func TestBenchFindsTheKeptSecret(t *testing.T) {
 	o, err = parseBenchFlags(nil, env(map[string]string{"DATA_DIR": dir, "JWT_SECRET": "env-wins"}), &stderr)
 	if err != nil || o.secret != "env-wins" {
 		t.Fatalf("bench secret %q (err %v), want JWT_SECRET", o.secret, err)
+	}
+}
+
+// TestKeptFilesOpenToOthers: a kept secret that group or others may read
+// (copied with the wrong umask, chmod'ed by hand) is used as it is — the
+// server must keep its tokens valid — but every command that uses it warns
+// with the path, the mode and the fix; a trailing newline or blank lines
+// around the value are not part of it.
+func TestKeptFilesOpenToOthers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "admin_token"), []byte("kept-admin-token-123\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "jwt_secret"), []byte("kept-jwt-secret-0123456789abcdef\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "admin_token"), 0o666); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	vars := map[string]string{"DATA_DIR": dir}
+	out, stderr, code := runCmd(t, vars, "admin-token")
+	want := filepath.Join(dir, "admin_token") + " is open to other users (mode 0666); chmod 600 it"
+	if code != 0 || out != "kept-admin-token-123\n" || !strings.Contains(stderr, want) {
+		t.Errorf("admin-token: exit %d, stdout %q, stderr %q; want the token and %q", code, out, stderr, want)
+	}
+	tok, stderr, code := runCmd(t, vars, "token", "--user", "alice")
+	want = filepath.Join(dir, "jwt_secret") + " is open to other users (mode 0640); chmod 600 it"
+	if code != 0 || !strings.Contains(stderr, want) {
+		t.Errorf("token: exit %d, stderr %q; want %q", code, stderr, want)
+	}
+	v, err := auth.NewVerifier(auth.VerifierOptions{Secret: []byte("kept-jwt-secret-0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), strings.TrimSpace(tok)); err != nil {
+		t.Errorf("token not signed with the kept secret (newline trimmed): %v", err)
+	}
+	// Once fixed, nothing is said.
+	_ = os.Chmod(filepath.Join(dir, "admin_token"), 0o600)
+	if _, stderr, _ := runCmd(t, vars, "admin-token"); stderr != "" {
+		t.Errorf("admin-token with mode 0600: stderr %q, want nothing", stderr)
 	}
 }

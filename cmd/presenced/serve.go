@@ -77,6 +77,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = ds.Close(context.Background())
 		return err
 	}
+	if cfg.JWTSecret == "" && cfg.JWKSURL == "" {
+		warnOpenKept(cfg, jwtSecretFile, func(msg string) { log.Warn(msg) })
+	}
+	if cfg.AdminToken == "" {
+		warnOpenKept(cfg, adminTokenFile, func(msg string) { log.Warn(msg) })
+	}
 
 	// Presence: Redis (managed or external) or memory.
 	var (

@@ -80,7 +80,7 @@ func getAdmin(ctx context.Context, client *http.Client, u, cred string, v any) e
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return fmt.Errorf("%s refused the admin credential (401): this is not the token that server uses; set ADMIN_TOKEN, or run where its DATA_DIR is", u)
+		return fmt.Errorf("%s refused the admin credential (401): this is not the token that server uses; set ADMIN_TOKEN, or run where its DATA_DIR is (after presenced admin-token --rotate, the server takes the new token only once restarted)", u)
 	case resp.StatusCode != http.StatusOK:
 		var e struct{ Error string }
 		_ = json.Unmarshal(body, &e)
