@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -99,10 +100,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		// that fills whatever headroom the GC allows, so RSS settles
 		// near the GC's heap goal: 2x the live heap by default. 1.5x
 		// keeps an idle connection under 3 KiB (BENCHMARKS.md) for a
-		// few more short GC cycles, with a floor of 8 MiB of headroom
-		// so that a small heap does not collect dozens of times a second
-		// under request load (gctune.go). GOGC set by the user wins.
-		gcTunerOnce.Do(func() { startGCTuner(50, 8<<20) })
+		// few more short GC cycles. GOGC set by the user wins.
+		debug.SetGCPercent(50)
 	}
 	return serve(ctx, cfg, newLogger(cfg, stderr), stdout)
 }
