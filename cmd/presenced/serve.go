@@ -213,7 +213,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if who.feed != nil {
 		who.feed.Start(ctx) // before clients come: watchers miss no event
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	// No TCP keep-alive probes on accepted connections: WebSockets and
+	// Socket.IO sessions are pinged by the gateway (WS_PING_INTERVAL,
+	// SOCKETIO_PING_INTERVAL) and idle HTTP connections end at
+	// HTTP_IDLE_TIMEOUT, so the probes would find nothing those miss,
+	// and setting them costs every connect four setsockopt calls.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
 	if err != nil {
 		gw.Close()
 		_ = ds.Close(context.Background())
