@@ -52,32 +52,10 @@ ADMIN=compare-bench-admin
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/presenced-compare.XXXXXX")
 : >"$tmp/pids"
-# Every process started is listed in $tmp/pids with its start time (field
-# 22 of /proc/PID/stat), which stop_pid checks so as never to signal a PID
-# the system reused. (redis-server rewrites its command line, so that
-# cannot be the check.)
-start_time() { [[ -r /proc/$1/stat ]] && sed 's/^.*) //' "/proc/$1/stat" | awk '{print $20}'; }
-started() { echo "$1 $(start_time "$1")" >>"$tmp/pids"; }
-ours() { # ours PID: PID is still the process started() recorded
-	local st
-	st=$(awk -v p="$1" '$1 == p {print $2}' "$tmp/pids" | tail -1)
-	[[ -n $st && $(start_time "$1" 2>/dev/null) == "$st" ]] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null
-}
-stop_pid() { # stop_pid PID [SIGNAL]: SIGTERM (or SIGNAL), then SIGKILL after 10 s
-	local pid=$1 sig=${2:-TERM}
-	ours "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-	kill "-$sig" "$pid" 2>/dev/null || true
-	for _ in $(seq 100); do
-		ours "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
+. bench/procs.sh
 cleanup() {
-	local pid
 	trap - EXIT INT TERM
-	while read -r pid _; do stop_pid "$pid"; done < <(tac "$tmp/pids")
+	stop_all
 	if [[ -n ${KEEP_LOGS:-} ]]; then
 		mkdir -p "$KEEP_LOGS" && (cd "$tmp" && find . -name '*.log' -exec cp --parents {} "$KEEP_LOGS" \;)
 	fi

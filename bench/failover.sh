@@ -37,28 +37,10 @@ ADMIN=failover-bench-admin
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/presenced-failover.XXXXXX")
 : >"$tmp/pids"
-start_time() { [[ -r /proc/$1/stat ]] && sed 's/^.*) //' "/proc/$1/stat" | awk '{print $20}'; }
-started() { echo "$1 $(start_time "$1")" >>"$tmp/pids"; }
-ours() {
-	local st
-	st=$(awk -v p="$1" '$1 == p {print $2}' "$tmp/pids" | tail -1)
-	[[ -n $st && $(start_time "$1" 2>/dev/null) == "$st" ]] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null
-}
-stop_pid() { # stop_pid PID [SIGNAL]
-	local pid=$1 sig=${2:-TERM}
-	ours "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-	kill "-$sig" "$pid" 2>/dev/null || true
-	for _ in $(seq 100); do
-		ours "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
+. bench/procs.sh
 cleanup() {
-	local pid
 	trap - EXIT INT TERM
-	while read -r pid _; do stop_pid "$pid"; done < <(tac "$tmp/pids")
+	stop_all
 	if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP" && cp -r "$tmp"/*.csv "$tmp"/logs "$KEEP"/ 2>/dev/null || true; fi
 	rm -rf "$tmp"
 }
