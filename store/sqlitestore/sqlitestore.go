@@ -164,30 +164,12 @@ func (s *Store) RefreshLastSeen(ctx context.Context, users []string, at, stale t
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	written := 0
-	for chunk := range slices.Chunk(users, batchSize) {
-		n := 0
-		err := s.inTx(ctx, `INSERT INTO last_seen (user_id, last_seen_at) VALUES (?, ?)
+	written, err := execRows(ctx, s, `INSERT INTO last_seen (user_id, last_seen_at) VALUES (?, ?)
 			ON CONFLICT (user_id) DO UPDATE SET last_seen_at = excluded.last_seen_at
 			WHERE last_seen_at < ? AND last_seen_at < excluded.last_seen_at`,
-			func(stmt *sql.Stmt) error {
-				for _, u := range chunk {
-					res, err := stmt.ExecContext(ctx, u, at.UnixMilli(), stale.UnixMilli())
-					if err != nil {
-						return err
-					}
-					rows, err := res.RowsAffected()
-					if err != nil {
-						return err
-					}
-					n += int(rows)
-				}
-				return nil
-			})
-		if err != nil {
-			return written, fmt.Errorf("sqlitestore: refresh last seen (%d): %w", len(users), err)
-		}
-		written += n
+		users, func(u string) []any { return []any{u, at.UnixMilli(), stale.UnixMilli()} })
+	if err != nil {
+		return written, fmt.Errorf("sqlitestore: refresh last seen (%d): %w", len(users), err)
 	}
 	return written, nil
 }
@@ -247,29 +229,11 @@ func (s *Store) InsertUsersCount(ctx context.Context, users []store.User) (int, 
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	inserted := 0
-	for chunk := range slices.Chunk(users, batchSize) {
-		n := 0
-		err := s.inTx(ctx, `INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`,
-			func(stmt *sql.Stmt) error {
-				for _, u := range chunk {
-					res, err := stmt.ExecContext(ctx, u.ID, u.CreatedAt.UnixMilli())
-					if err != nil {
-						return err
-					}
-					// 0 when the ID exists: DO NOTHING skipped the row.
-					rows, err := res.RowsAffected()
-					if err != nil {
-						return err
-					}
-					n += int(rows)
-				}
-				return nil
-			})
-		if err != nil {
-			return inserted, fmt.Errorf("sqlitestore: insert users (%d): %w", len(users), err)
-		}
-		inserted += n
+	// DO NOTHING affects no row when the ID exists: only new users count.
+	inserted, err := execRows(ctx, s, `INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`,
+		users, func(u store.User) []any { return []any{u.ID, u.CreatedAt.UnixMilli()} })
+	if err != nil {
+		return inserted, fmt.Errorf("sqlitestore: insert users (%d): %w", len(users), err)
 	}
 	return inserted, nil
 }
@@ -287,6 +251,35 @@ func (s *Store) Close(ctx context.Context) error {
 }
 
 // inTx runs fn with query prepared inside one transaction and commits.
+// execRows runs query once for each item, with args(item) as its
+// arguments, in transactions of at most batchSize items, and returns the
+// rows the committed transactions affected.
+func execRows[T any](ctx context.Context, s *Store, query string, items []T, args func(T) []any) (int, error) {
+	total := 0
+	for chunk := range slices.Chunk(items, batchSize) {
+		n := 0
+		err := s.inTx(ctx, query, func(stmt *sql.Stmt) error {
+			for _, it := range chunk {
+				res, err := stmt.ExecContext(ctx, args(it)...)
+				if err != nil {
+					return err
+				}
+				rows, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				n += int(rows)
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
 func (s *Store) inTx(ctx context.Context, query string, fn func(*sql.Stmt) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
