@@ -827,6 +827,6 @@ func (r *storeResult) print(w io.Writer, o storeBenchOptions) {
 	tw.Flush()
 	fmt.Fprintf(w, "keys per master before the final FLUSHALL: %s\n", r.keysPerMaster)
 	aq, pq, _ := avgP99(r.hbQuiet)
-	fmt.Fprintf(w, "summary users %d nodes %d bytes/user %.1f seq-conns/s %.0f conc-conns/s %.0f longest-script-ms %.2f hb-avg-ms %.2f hb-p99-ms %.2f reap-ms %.0f rewrite-ms %.0f rewrite-all-ms %.0f online %d hlen %d expected %d errors %d\n",
+	fmt.Fprintf(w, "summary users %d nodes %d bytes/user %.1f seq-conns/s %.0f conc-conns/s %.0f longest-script-ms %.2f hb-avg-ms %.2f hb-p99-ms %.2f reap-ms %.2f rewrite-ms %.2f rewrite-all-ms %.2f online %d hlen %d expected %d errors %d\n",
 		o.users, o.nodes, bpu, r.seqRate, r.concRate, ms(longest), aq, pq, ms(r.reapTotal), ms(r.rewriteAlone), ms(r.rewriteAll), r.online, r.hlen, r.expected, r.hbErrors)
 }
