@@ -721,28 +721,7 @@ func (ss *sioSession) Presence(user string, online bool) {
 		Online bool   `json:"online"`
 	}{user, online})
 	pkt := sioproto.AppendSPacket(nil, sioproto.SEvent, "/", -1, append(append([]byte(`["presence:user",`), b...), ']'))
-	ss.mu.Lock()
-	state := ss.state
-	ss.mu.Unlock()
-	switch state {
-	case stateWebSocket:
-		_ = ss.send(wsproto.OpText, pkt)
-	case statePolling, stateProbing:
-		ss.mu.Lock()
-		if ss.state == stateClosed {
-			ss.mu.Unlock()
-			return
-		}
-		ss.queue = append(ss.queue, pkt)
-		over := len(ss.queue) > maxQueued
-		ss.mu.Unlock()
-		if over {
-			ss.s.g.stats.SlowConsumers.Add(1)
-			go ss.close("polling client not reading")
-			return
-		}
-		ss.poke()
-	}
+	ss.outClosing(pkt, func(reason string) { go ss.close(reason) })
 }
 
 // sendCount sends the current count to a new subscriber.
@@ -784,7 +763,11 @@ func (s *sio) countJSON() ([]byte, bool) {
 }
 
 // out sends one packet on the session's transport.
-func (ss *sioSession) out(b []byte) {
+func (ss *sioSession) out(b []byte) { ss.outClosing(b, ss.close) }
+
+// outClosing is out, with closeSlow closing a polling session whose queue
+// b takes over maxQueued.
+func (ss *sioSession) outClosing(b []byte, closeSlow func(reason string)) {
 	ss.mu.Lock()
 	state := ss.state
 	ss.mu.Unlock()
@@ -792,7 +775,7 @@ func (ss *sioSession) out(b []byte) {
 	case stateWebSocket:
 		_ = ss.send(wsproto.OpText, b)
 	case statePolling, stateProbing:
-		ss.enqueue(b)
+		ss.enqueueClosing(b, closeSlow)
 	}
 }
 
@@ -800,7 +783,11 @@ func (ss *sioSession) out(b []byte) {
 // poll: past it the session is closed as a slow consumer.
 const maxQueued = 64
 
-func (ss *sioSession) enqueue(b []byte) {
+func (ss *sioSession) enqueue(b []byte) { ss.enqueueClosing(b, ss.close) }
+
+// enqueueClosing queues b for the polling client; closeSlow closes the
+// session when the queue goes over maxQueued.
+func (ss *sioSession) enqueueClosing(b []byte, closeSlow func(reason string)) {
 	ss.mu.Lock()
 	if ss.state == stateClosed {
 		ss.mu.Unlock()
@@ -811,7 +798,7 @@ func (ss *sioSession) enqueue(b []byte) {
 	ss.mu.Unlock()
 	if over {
 		ss.s.g.stats.SlowConsumers.Add(1)
-		ss.close("polling client not reading")
+		closeSlow("polling client not reading")
 		return
 	}
 	ss.poke()
