@@ -358,6 +358,26 @@ func (r *RedisTLS) TLSURL() string {
 	return "rediss://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(r.TLSPort))
 }
 
+// WriteCertPair writes a self-signed certificate named name and its key
+// as PEM files (0600) in a temporary directory, for tests of TLS settings.
+func WriteCertPair(tb testing.TB, name string) (certFile, keyFile string) {
+	tb.Helper()
+	_, key, certPEM := newCA(tb, name)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
 // newCA returns a self-signed CA certificate, its key and its PEM.
 func newCA(tb testing.TB, name string) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
 	tb.Helper()
