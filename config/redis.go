@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/presenced/presenced/internal/keyslot"
 )
 
 // RedisConfigured reports whether any Redis topology is set: REDIS_URL,
@@ -276,25 +278,7 @@ func fileError(err error) string {
 
 // KeySlot returns the Redis Cluster hash slot of key: CRC16 (XMODEM) of
 // its hash tag, or of the whole key when it has none, modulo 16384.
-func KeySlot(key string) int {
-	if open := strings.IndexByte(key, '{'); open >= 0 {
-		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
-			key = key[open+1 : open+1+end]
-		}
-	}
-	var crc uint16
-	for i := 0; i < len(key); i++ {
-		crc ^= uint16(key[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return int(crc) % 16384
-}
+func KeySlot(key string) int { return keyslot.Of(key) }
 
 // DefaultKeyPrefix is the key prefix that puts every presence key in the
 // slot of onlineKey: onlineKey's own hash tag when it has one, else the

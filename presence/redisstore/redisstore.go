@@ -75,12 +75,16 @@ type Options struct {
 	// several (Sync, and the reaping in Heartbeat and Leave), within the
 	// context's own deadline; zero means NodeTTL/4.
 	CallTimeout time.Duration
+
+	// shard is set by Sharded for each of its shards: the writing
+	// scripts then also return the shard's state (see shardTrailer),
+	// handed to shard.report.
+	shard *shardHook
 }
 
 // Store is presence.Store on Redis.
 type Store struct {
-	rdb    redis.UniversalClient
-	prefix string
+	chores // rdb and prefix, and the cluster-wide chores kept under the prefix
 	online string
 	ttl    time.Duration
 	window time.Duration
@@ -98,6 +102,8 @@ type Store struct {
 
 	peakMu sync.Mutex
 	peak   string // the day's peak as last seen, "<day>:<peak>" (see restore_peak in lib.lua)
+
+	shard *shardHook // nil unless this Store is a shard of a Sharded
 }
 
 var _ presence.Store = (*Store)(nil)
@@ -148,8 +154,8 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = o.NodeTTL / 4
 	}
-	s := &Store{rdb: rdb, prefix: o.Prefix, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, loc: o.Location, token: o.Token,
-		budget: int64(o.RepairBudget), chunk: o.Budget, callTimeout: o.CallTimeout, events: o.Prefix + ":events"}
+	s := &Store{chores: chores{rdb: rdb, prefix: o.Prefix}, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, loc: o.Location, token: o.Token,
+		budget: int64(o.RepairBudget), chunk: o.Budget, callTimeout: o.CallTimeout, events: o.Prefix + ":events", shard: o.shard}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
@@ -167,9 +173,52 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
-		*dst = redis.NewScript(head + string(lib) + "\n" + string(src))
+		body := head + string(lib) + "\n" + string(src)
+		if s.shard != nil && name != "counts" && name != "nodes" {
+			body = head + string(lib) + "\nlocal function main()\n" + string(src) + "\nend\n" + shardTrailer
+		}
+		*dst = redis.NewScript(body)
 	}
 	return s, nil
+}
+
+// shardTrailer ends every writing script of a shard (whose body becomes
+// the function main): the script's reply comes back as {reply, state},
+// where state is "<ms>:<version>:<users>:<rewriting>": the shard's Redis
+// clock and write counter (together they order the states of one shard,
+// across data loss too), its number of online users and 1 while a share
+// is being rewritten in it (its count is then not the truth, and the
+// day's peak is not raised from it). Errors pass through unchanged.
+const shardTrailer = `
+local reply = main()
+if type(reply) == 'table' and reply.err then
+  return reply
+end
+local version = redis.call('HINCRBY', KEYS[7], 'version', 1)
+local rewriting = 0
+if redis.call('HLEN', KEYS[K_REWRITE]) > 0 then
+  rewriting = 1
+end
+return {reply, now_ms() .. ':' .. version .. ':' .. redis.call('HLEN', KEYS[2]) .. ':' .. rewriting}
+`
+
+// run runs one of the store's scripts. For a shard it takes the shard's
+// state off the reply (see shardTrailer) and reports it, so that the
+// returned command holds what the script itself returned.
+func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	cmd := sc.Run(ctx, s.rdb, keys, args...)
+	if s.shard == nil || cmd.Err() != nil {
+		return cmd
+	}
+	out := redis.NewCmd(ctx)
+	v, ok := cmd.Val().([]any)
+	if !ok || len(v) != 2 {
+		out.SetErr(fmt.Errorf("redisstore: shard %s: unexpected reply %v", s.prefix, cmd.Val()))
+		return out
+	}
+	s.shard.report(fmt.Sprint(v[1]))
+	out.SetVal(v[0])
+	return out
 }
 
 // Positions in keys of the keys lib.lua names K_*.
@@ -222,12 +271,18 @@ func (s *Store) seq(n uint64) string { return strconv.FormatUint(n, 10) + ":" + 
 
 // Apply implements presence.Store.
 func (s *Store) Apply(ctx context.Context, b presence.Batch) (int64, error) {
+	return s.applyAfter(ctx, b, b.Seq-1)
+}
+
+// applyAfter is Apply for a store that holds prev as the node's sequence
+// (a shard holds the sequence of the last batch that touched it).
+func (s *Store) applyAfter(ctx context.Context, b presence.Batch, prev uint64) (int64, error) {
 	args := make([]any, 0, 5+2*len(b.Deltas))
-	args = append(args, s.prefix, b.Node, s.seq(b.Seq-1), s.seq(b.Seq), b.Guests)
+	args = append(args, s.prefix, b.Node, s.seq(prev), s.seq(b.Seq), b.Guests)
 	for _, d := range b.Deltas {
 		args = append(args, d.User, d.N)
 	}
-	n, err := s.apply.Run(ctx, s.rdb, s.keys(b.Node), args...).Int64()
+	n, err := s.run(ctx, s.apply, s.keys(b.Node), args...).Int64()
 	if err != nil && unknownOutcome(ctx, err) {
 		// The batch may or may not have been applied: the stored
 		// sequence says which (a late copy of it cannot apply after
@@ -238,7 +293,7 @@ func (s *Store) Apply(ctx context.Context, b presence.Batch) (int64, error) {
 			return 0, wrap("apply", err)
 		case held == s.seq(b.Seq):
 			return online, nil
-		case held == s.seq(b.Seq-1):
+		case held == s.seq(prev):
 			return 0, fmt.Errorf("redisstore: apply: %w (%w)", presence.ErrNotApplied, err)
 		default:
 			return 0, fmt.Errorf("redisstore: apply: %w (the stored sequence is %q after %v)", presence.ErrResync, held, err)
@@ -326,7 +381,7 @@ func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
 		args = append(args, s.prefix, sh.Node, seq, s.ttl.Milliseconds(), sh.Guests, "", s.peakMemory(), k, chunks)
 		args = append(args, chunk...)
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
-		res, err := s.sync.Run(cctx, s.rdb, keys, args...).Slice()
+		res, err := s.run(cctx, s.sync, keys, args...).Slice()
 		cancel()
 		if err != nil && unknownOutcome(ctx, err) {
 			held, state, rerr := s.readRewrite(ctx, sh.Node)
@@ -426,13 +481,25 @@ func parsePeak(v string) (day, peak int64, ok bool) {
 // carries on with what is left).
 // It returns the reaps finished, by its own script or the reap calls.
 func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInfo) ([]presence.Reaped, error) {
-	info.Healthy = false // set by readers, not stored
-	raw, err := json.Marshal(info)
+	raw, err := nodeInfoJSON(info)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: heartbeat: %w", err)
 	}
-	res, err := s.heartbeat.Run(ctx, s.rdb, s.keys(info.ID),
-		s.prefix, info.ID, s.seq(seq), s.ttl.Milliseconds(), raw, s.peakMemory()).Slice()
+	return s.beat(ctx, info.ID, seq, raw)
+}
+
+// nodeInfoJSON is a node's load figures as a heartbeat stores them.
+func nodeInfoJSON(info presence.NodeInfo) (string, error) {
+	info.Healthy = false // set by readers, not stored
+	raw, err := json.Marshal(info)
+	return string(raw), err
+}
+
+// beat is Heartbeat with the load figures as stored ("" leaves them
+// unchanged: a Sharded keeps them in its first shard only).
+func (s *Store) beat(ctx context.Context, node string, seq uint64, raw string) ([]presence.Reaped, error) {
+	res, err := s.run(ctx, s.heartbeat, s.keys(node),
+		s.prefix, node, s.seq(seq), s.ttl.Milliseconds(), raw, s.peakMemory()).Slice()
 	if err != nil {
 		return nil, wrap("heartbeat", err)
 	}
@@ -442,7 +509,7 @@ func (s *Store) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInf
 	s.rememberPeak(fmt.Sprint(res[3]))
 	reaped := parseReaped(res[4:])
 	if toInt(res[2]) == 1 {
-		reaped = append(reaped, s.reapAll(ctx, info.ID)...)
+		reaped = append(reaped, s.reapAll(ctx, node)...)
 	}
 	switch toInt(res[1]) {
 	case 0:
@@ -460,7 +527,7 @@ func (s *Store) reapAll(ctx context.Context, node string) []presence.Reaped {
 	var reaped []presence.Reaped
 	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
-		res, err := s.reap.Run(cctx, s.rdb, s.keys(node), s.prefix, node).Slice()
+		res, err := s.run(cctx, s.reap, s.keys(node), s.prefix, node).Slice()
 		cancel()
 		if err != nil || len(res) < 2 {
 			break
@@ -487,7 +554,7 @@ func parseReaped(res []any) []presence.Reaped {
 // its users are taken out of the sums Budget at a time, until ctx is done
 // (the other nodes' heartbeats take what is left).
 func (s *Store) Leave(ctx context.Context, node string) error {
-	res, err := s.leave.Run(ctx, s.rdb, s.keys(node), s.prefix, node, s.token).Slice()
+	res, err := s.run(ctx, s.leave, s.keys(node), s.prefix, node, s.token).Slice()
 	if err != nil {
 		return wrap("leave", err)
 	}
@@ -504,23 +571,34 @@ func (s *Store) Leave(ctx context.Context, node string) error {
 // live shares, fixing the entries that differ (phantom users left by
 // evicted keys). It returns the number of users it fixed.
 func (s *Store) Repair(ctx context.Context, node string, seq uint64, users, conns, guests int64) (int64, error) {
+	fixed, _, err := s.repairShare(ctx, node, seq, users, conns, guests)
+	return fixed, err
+}
+
+// shareFigures is a node's share as Redis holds it: users, connections
+// (guests included) and guests; Users is -1 when Redis does not hold the
+// sequence the node expects (the share's figures mean nothing then).
+type shareFigures struct{ Users, Conns, Guests int64 }
+
+// repairShare is Repair, also returning the node's share as Redis holds it.
+func (s *Store) repairShare(ctx context.Context, node string, seq uint64, users, conns, guests int64) (int64, shareFigures, error) {
 	cursor := "0"
 	if v, ok := s.cursors.Load(node); ok {
 		cursor = v.(string)
 	}
-	res, err := s.repair.Run(ctx, s.rdb, s.keys(node), s.prefix, node, s.seq(seq), users, conns, guests, s.budget, cursor).Slice()
+	res, err := s.run(ctx, s.repair, s.keys(node), s.prefix, node, s.seq(seq), users, conns, guests, s.budget, cursor).Slice()
 	if err != nil {
-		return 0, wrap("repair", err)
+		return 0, shareFigures{}, wrap("repair", err)
 	}
-	if len(res) != 3 {
-		return 0, fmt.Errorf("redisstore: repair: unexpected reply %v", res)
+	if len(res) != 6 {
+		return 0, shareFigures{}, fmt.Errorf("redisstore: repair: unexpected reply %v", res)
 	}
 	s.cursors.Store(node, fmt.Sprint(res[1]))
-	fixed := toInt(res[0])
+	fixed, held := toInt(res[0]), shareFigures{Users: toInt(res[3]), Conns: toInt(res[4]), Guests: toInt(res[5])}
 	if toInt(res[2]) == 1 {
-		return fixed, fmt.Errorf("redisstore: repair: %w (the share in Redis differs from the node's connections)", presence.ErrResync)
+		return fixed, held, fmt.Errorf("redisstore: repair: %w (the share in Redis differs from the node's connections)", presence.ErrResync)
 	}
-	return fixed, nil
+	return fixed, held, nil
 }
 
 // Counts implements presence.Reader. It returns presence.ErrNoData when
@@ -744,10 +822,18 @@ func (e *External) Nodes(ctx context.Context) ([]presence.NodeInfo, error) {
 	return parseNodes(res)
 }
 
+// chores are the keys under a prefix that elect one node for a
+// cluster-wide chore, share its result, and coordinate the webhook. A
+// Store keeps them under its prefix, a Sharded under its home prefix.
+type chores struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
 // Claim reports whether this caller is the first to claim name in the
 // cluster (SET NX); the claim lasts ttl. It elects one node for a chore,
 // such as the user stats of one refresh period.
-func (s *Store) Claim(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+func (s *chores) Claim(ctx context.Context, name string, ttl time.Duration) (bool, error) {
 	ok, err := s.rdb.SetNX(ctx, s.prefix+":claim:"+name, "1", ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("redisstore: claim %s: %w", name, err)
@@ -756,7 +842,7 @@ func (s *Store) Claim(ctx context.Context, name string, ttl time.Duration) (bool
 }
 
 // PutShared stores v under name for ttl, for the other nodes to read.
-func (s *Store) PutShared(ctx context.Context, name string, v []byte, ttl time.Duration) error {
+func (s *chores) PutShared(ctx context.Context, name string, v []byte, ttl time.Duration) error {
 	if err := s.rdb.Set(ctx, s.prefix+":shared:"+name, v, ttl).Err(); err != nil {
 		return fmt.Errorf("redisstore: share %s: %w", name, err)
 	}
@@ -764,7 +850,7 @@ func (s *Store) PutShared(ctx context.Context, name string, v []byte, ttl time.D
 }
 
 // GetShared returns what PutShared stored under name, or nil.
-func (s *Store) GetShared(ctx context.Context, name string) ([]byte, error) {
+func (s *chores) GetShared(ctx context.Context, name string) ([]byte, error) {
 	v, err := s.rdb.Get(ctx, s.prefix+":shared:"+name).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -777,7 +863,7 @@ func (s *Store) GetShared(ctx context.Context, name string) ([]byte, error) {
 
 // ClaimMinute elects one node per minute for cluster-wide chores such as
 // writing the history point: the first caller for minute t wins.
-func (s *Store) ClaimMinute(ctx context.Context, t time.Time) (bool, error) {
+func (s *chores) ClaimMinute(ctx context.Context, t time.Time) (bool, error) {
 	key := s.prefix + ":history:" + strconv.FormatInt(t.Unix()/60, 10)
 	ok, err := s.rdb.SetNX(ctx, key, "1", 2*time.Minute).Result()
 	if err != nil {

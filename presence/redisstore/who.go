@@ -175,13 +175,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
-func (s *Store) leaseKeys() []string {
+func (s *chores) leaseKeys() []string {
 	return []string{s.prefix + ":webhook:lease", s.prefix + ":webhook:position"}
 }
 
 // Lease takes or renews the webhook delivery lease for holder (one node
 // at a time delivers) and reports whether holder has it.
-func (s *Store) Lease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+func (s *chores) Lease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
 	n, err := leaseScript.Run(ctx, s.rdb, s.leaseKeys()[:1], holder, ttl.Milliseconds()).Int64()
 	if err != nil {
 		return false, fmt.Errorf("redisstore: webhook lease: %w", err)
@@ -190,7 +190,7 @@ func (s *Store) Lease(ctx context.Context, holder string, ttl time.Duration) (bo
 }
 
 // Release gives the webhook lease up if holder has it.
-func (s *Store) Release(ctx context.Context, holder string) error {
+func (s *chores) Release(ctx context.Context, holder string) error {
 	if err := releaseScript.Run(ctx, s.rdb, s.leaseKeys()[:1], holder).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("redisstore: webhook release: %w", err)
 	}
@@ -199,7 +199,7 @@ func (s *Store) Release(ctx context.Context, holder string) error {
 
 // Position returns the id of the last event the webhook delivered (or
 // dropped), "" when none was stored.
-func (s *Store) Position(ctx context.Context) (string, error) {
+func (s *chores) Position(ctx context.Context) (string, error) {
 	v, err := s.rdb.Get(ctx, s.leaseKeys()[1]).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
@@ -212,7 +212,7 @@ func (s *Store) Position(ctx context.Context) (string, error) {
 
 // SavePosition stores the webhook position if holder has the lease, and
 // reports whether it did.
-func (s *Store) SavePosition(ctx context.Context, holder, id string) (bool, error) {
+func (s *chores) SavePosition(ctx context.Context, holder, id string) (bool, error) {
 	n, err := savePosScript.Run(ctx, s.rdb, s.leaseKeys(), holder, id).Int64()
 	if err != nil {
 		return false, fmt.Errorf("redisstore: save webhook position: %w", err)

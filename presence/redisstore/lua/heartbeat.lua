@@ -7,7 +7,7 @@
 -- ARGV[2] node id
 -- ARGV[3] the node's current sequence (must match KEYS[5][node])
 -- ARGV[4] lease length in ms
--- ARGV[5] the node's load figures (JSON)
+-- ARGV[5] the node's load figures (JSON), or "" to leave them as they are
 -- ARGV[6] the day's peak the node remembers ("<day>:<peak>" or "")
 --
 -- Reaping emits an offline event for every user it takes to 0.
@@ -40,7 +40,9 @@ local registered = redis.call('ZSCORE', KEYS[1], node)
 local current = registered and redis.call('HGET', KEYS[5], node) == ARGV[3]
 if current then
   redis.call('ZADD', KEYS[1], now + ttl, node)
-  redis.call('SET', KEYS[9], ARGV[5], 'PX', ttl)
+  if ARGV[5] ~= '' then
+    redis.call('SET', KEYS[9], ARGV[5], 'PX', ttl)
+  end
 end
 
 -- Retiring is O(1) per node; the users are taken out BUDGET at a time.

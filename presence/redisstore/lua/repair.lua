@@ -18,14 +18,18 @@
 --
 -- Returns {users fixed in the users hash, next cursor for ARGV[8],
 -- 1 when the node's share differs from what it holds (it must rewrite it),
--- else 0}.
+-- else 0, then the share as Redis holds it: users, connections, guests
+-- (-1, -1, -1 when the stored sequence is not ARGV[3])}.
 
 local prefix, node = ARGV[1], ARGV[2]
 local now = now_ms()
 
 -- 1. This node's share, as the node last wrote it.
 local differs = 0
+local held = {-1, -1, -1}
 if redis.call('HGET', KEYS[5], node) == ARGV[3] then
+  held = {redis.call('HLEN', KEYS[8]), tonumber(redis.call('HGET', KEYS[3], node) or '0'),
+          tonumber(redis.call('HGET', KEYS[4], node) or '0')}
   local users, conns, guests = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
   if users >= 0 and redis.call('HLEN', KEYS[8]) ~= users then
     differs = 1
@@ -95,4 +99,4 @@ end
 if fixed > 0 then
   publish(prefix, now)
 end
-return {fixed, own[1], differs}
+return {fixed, own[1], differs, held[1], held[2], held[3]}

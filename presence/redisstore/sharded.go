@@ -1,0 +1,830 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presenced/presenced/internal/keyslot"
+	"github.com/presenced/presenced/presence"
+)
+
+// Sharded is presence.Store on Redis with the users split over N shards
+// (PRESENCE_SHARDS=N > 1), so that presence spreads over the masters of a
+// Redis Cluster instead of sitting in the one slot of a hash tag.
+//
+// A user belongs to shard FNV-1a(user id) mod N. Each shard is a whole
+// Store of its own under its own hash tag (see ShardPrefix): its users
+// hash, every node's share of its users, and the node leases, sequences,
+// rewrites, reaps, repair and events stream that keep that part exact
+// under faults, exactly as a Store without shards keeps the whole. Guest
+// connections and the nodes' load figures are kept in shard 0.
+//
+// online_users (and the day's peak, <prefix>:peak:<day>) stay under the
+// home prefix, the one a Store without shards uses: online_users is the
+// sum of the shards' online users, kept by home.lua from the states each
+// shard's scripts return. Counts sums the shards themselves, so the
+// dashboard's figures are exact whenever the shards are; `GET
+// online_users` lags a shard's write by one round trip, and, if a node
+// dies between the two, by at most one heartbeat (every heartbeat hands
+// every shard's state to home.lua).
+//
+// A batch, rewrite, heartbeat or reap touching several shards runs one
+// script per shard, concurrently. Each shard fences its writes by the
+// sequence of the last batch that touched it, which this Store remembers
+// per node: a write whose outcome is unknown on one shard and known on
+// another is never sent twice (the node rewrites its share instead).
+type Sharded struct {
+	chores // under the home prefix
+	online string
+	loc    *time.Location
+	ttl    time.Duration
+	shards []*Store
+	home   *redis.Script
+	poll   time.Duration // how often ReadEvents polls the shards on a Cluster; 0: one blocking XREAD
+
+	mu     sync.Mutex
+	seqs   map[string]*nodeSeqs // what the shards hold for each node this store wrote
+	states []shardState        // newest state seen of each shard
+	dirty  []bool              // states not yet handed to home.lua
+	peak   string              // the day's peak as last seen, "<day>:<peak>"
+}
+
+// nodeSeqs are the sequences of a node: the last the node wrote (a batch
+// or a rewrite), and the one each shard holds.
+type nodeSeqs struct {
+	last   uint64
+	shards []uint64
+}
+
+// shardState is what a shard's writing script returns about the shard.
+type shardState struct {
+	raw      string // "<ms>:<version>:<users>:<rewriting>"
+	ms, ver  int64
+	users    int64
+	received bool
+}
+
+func parseShardState(raw string) (shardState, bool) {
+	f := strings.Split(raw, ":")
+	if len(f) != 4 {
+		return shardState{}, false
+	}
+	var v [3]int64
+	for i := range v {
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return shardState{}, false
+		}
+		v[i] = n
+	}
+	return shardState{raw: raw, ms: v[0], ver: v[1], users: v[2], received: true}, true
+}
+
+func (a shardState) newer(b shardState) bool {
+	return !b.received || a.ms > b.ms || (a.ms == b.ms && a.ver > b.ver)
+}
+
+// shardHook hands a shard's state from its Store to the Sharded.
+type shardHook struct {
+	s *Sharded
+	i int
+}
+
+func (h *shardHook) report(raw string) {
+	st, ok := parseShardState(raw)
+	if !ok {
+		return
+	}
+	s := h.s
+	s.mu.Lock()
+	if st.newer(s.states[h.i]) {
+		s.states[h.i], s.dirty[h.i] = st, true
+	}
+	s.mu.Unlock()
+}
+
+// MaxShards bounds PRESENCE_SHARDS: every shard gets at least 64 of the
+// cluster's slots to place its hash tag in.
+const MaxShards = 256
+
+var _ presence.Store = (*Sharded)(nil)
+var _ presence.Repairer = (*Sharded)(nil)
+var _ presence.Directory = (*Sharded)(nil)
+var _ presence.EventLog = (*Sharded)(nil)
+
+// NewSharded returns a store that splits presence over n shards (2 ≤ n ≤
+// MaxShards). o is as for New; o.Prefix is the home prefix (online_users'
+// slot by default), under which the day's peak and the cluster-wide
+// chores are kept, and each shard's prefix is ShardPrefix(o.Prefix, i, n).
+// It does not touch Redis.
+func NewSharded(rdb redis.UniversalClient, o Options, n int) (*Sharded, error) {
+	if n < 2 || n > MaxShards {
+		return nil, fmt.Errorf("redisstore: %d shards: want 2 to %d", n, MaxShards)
+	}
+	if o.OnlineKey == "" {
+		o.OnlineKey = "online_users"
+	}
+	if o.Prefix == "" {
+		o.Prefix = defaultPrefix(o.OnlineKey)
+	}
+	if hashTag(o.Prefix) == "" {
+		return nil, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	if o.NodeTTL == 0 {
+		o.NodeTTL = 6 * time.Second
+	}
+	s := &Sharded{
+		chores: chores{rdb: rdb, prefix: o.Prefix}, online: o.OnlineKey, loc: o.Location, ttl: o.NodeTTL,
+		seqs: map[string]*nodeSeqs{}, states: make([]shardState, n), dirty: make([]bool, n),
+	}
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		s.poll = 100 * time.Millisecond
+	}
+	for i := range n {
+		so := o
+		so.Prefix = ShardPrefix(o.Prefix, i, n)
+		so.OnlineKey = so.Prefix + ":online"
+		so.shard = &shardHook{s: s, i: i}
+		st, err := New(rdb, so)
+		if err != nil {
+			return nil, err
+		}
+		s.shards = append(s.shards, st)
+	}
+	src, err := luaFiles.ReadFile("lua/home.lua")
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
+	}
+	s.home = redis.NewScript(string(src))
+	return s, nil
+}
+
+// ShardPrefix is the key prefix of shard i of n under the home prefix
+// prefix: the home prefix with its hash tag T replaced by "T:i", or by
+// "T:i:j" for the smallest j that puts the tag in the i-th n-th of the
+// cluster's slots. So the shards spread evenly over masters that own
+// equal ranges of slots, as redis-cli --cluster create gives them.
+// "{online_users}" with 16 shards gives "{online_users:0}",
+// "{online_users:1:3}", ...
+func ShardPrefix(prefix string, i, n int) string {
+	tag := hashTag(prefix)
+	open := strings.IndexByte(prefix, '{')
+	lo, hi := i*keyslot.Slots/n, (i+1)*keyslot.Slots/n
+	cand := tag + ":" + strconv.Itoa(i)
+	for j := 1; ; j++ {
+		if slot := keyslot.Of("{" + cand + "}"); slot >= lo && slot < hi {
+			break
+		}
+		cand = tag + ":" + strconv.Itoa(i) + ":" + strconv.Itoa(j)
+	}
+	return prefix[:open+1] + cand + prefix[open+1+len(tag):]
+}
+
+// Shards returns the number of shards.
+func (s *Sharded) Shards() int { return len(s.shards) }
+
+// Shard returns shard i, for tests and the store simulation.
+func (s *Sharded) Shard(i int) *Store { return s.shards[i] }
+
+// shardOf returns the shard of user.
+func (s *Sharded) shardOf(user string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(user))
+	return int(h.Sum32() % uint32(len(s.shards)))
+}
+
+// each runs fn for every shard in idx concurrently and returns their
+// errors, by position in idx.
+func (s *Sharded) each(idx []int, fn func(i int) error) []error {
+	errs := make([]error, len(idx))
+	if len(idx) == 1 {
+		errs[0] = fn(idx[0])
+		return errs
+	}
+	var wg sync.WaitGroup
+	for k, i := range idx {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[k] = fn(i) }()
+	}
+	wg.Wait()
+	return errs
+}
+
+func (s *Sharded) all() []int {
+	idx := make([]int, len(s.shards))
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+// seqsOf returns the sequences the shards hold for node when the node's
+// last write was last, as far as this store knows; ok is false when the
+// node's last write this store saw was another (a write the caller thinks
+// applied was not: the node must rewrite its share). A node this store
+// never wrote is taken at its word: every shard is asked for last.
+func (s *Sharded) seqsOf(node string, last uint64) (held []uint64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held = make([]uint64, len(s.shards))
+	ns := s.seqs[node]
+	if ns == nil {
+		for i := range held {
+			held[i] = last
+		}
+		return held, true
+	}
+	copy(held, ns.shards)
+	return held, ns.last == last
+}
+
+// wrote records that shard i holds seq for node, the node's last write.
+func (s *Sharded) wrote(node string, i int, seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.seqs[node]
+	if ns == nil {
+		ns = &nodeSeqs{shards: make([]uint64, len(s.shards))}
+		s.seqs[node] = ns
+	}
+	ns.shards[i], ns.last = seq, seq
+}
+
+// pushHome hands the shards' states to home.lua (all of them with
+// heartbeat set, else those not handed over yet) and returns online_users
+// as it sets it. With nothing to hand over it returns the local sum.
+func (s *Sharded) pushHome(ctx context.Context, heartbeat bool) (int64, error) {
+	s.mu.Lock()
+	args := []any{len(s.shards), 0, s.peak, presence.DayNumber(time.Now().In(s.loc))}
+	if heartbeat {
+		args[1] = s.ttl.Milliseconds()
+	}
+	var sent []int
+	var sum int64
+	for i, st := range s.states {
+		sum += st.users
+		if st.received && (heartbeat || s.dirty[i]) {
+			args = append(args, i, st.raw)
+			sent = append(sent, i)
+			s.dirty[i] = false
+		}
+	}
+	s.mu.Unlock()
+	if len(sent) == 0 && !heartbeat {
+		return sum, nil
+	}
+	res, err := s.home.Run(ctx, s.rdb, []string{s.online, s.prefix + ":shards", s.peakKey(time.Now())}, args...).Slice()
+	if err == nil && len(res) != 3 {
+		err = fmt.Errorf("unexpected reply %v", res)
+	}
+	if err != nil {
+		s.mu.Lock()
+		for _, i := range sent {
+			s.dirty[i] = true
+		}
+		s.mu.Unlock()
+		return sum, wrap("home", err)
+	}
+	s.rememberPeak(fmt.Sprint(res[2]))
+	return toInt(res[0]), nil
+}
+
+func (s *Sharded) peakKey(t time.Time) string {
+	return s.prefix + ":peak:" + strconv.FormatInt(presence.DayNumber(t.In(s.loc)), 10)
+}
+
+// rememberPeak keeps the highest peak seen for the latest day, so that
+// home keys that were lost get it back.
+func (s *Sharded) rememberPeak(v string) {
+	day, peak, ok := parsePeak(v)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if oldDay, oldPeak, ok := parsePeak(s.peak); !ok || day > oldDay || (day == oldDay && peak > oldPeak) {
+		s.peak = v
+	}
+}
+
+// layoutError reports whether err is home.lua refusing a number of shards
+// the keys were not made for.
+func layoutError(err error) bool { return err != nil && strings.Contains(err.Error(), "LAYOUT") }
+
+// Apply implements presence.Store: one script per shard the batch
+// touches, concurrently. When some shards applied their part and others
+// did not, it returns an error that makes the node rewrite its share
+// (never presence.ErrNotApplied, which would send the applied parts
+// again).
+func (s *Sharded) Apply(ctx context.Context, b presence.Batch) (int64, error) {
+	parts := make([][]presence.Delta, len(s.shards))
+	for _, d := range b.Deltas {
+		i := s.shardOf(d.User)
+		parts[i] = append(parts[i], d)
+	}
+	var idx []int
+	for i, p := range parts {
+		if len(p) > 0 || (i == 0 && (b.Guests != 0 || len(b.Deltas) == 0)) {
+			idx = append(idx, i)
+		}
+	}
+	prev, ok := s.seqsOf(b.Node, b.Seq-1)
+	if !ok {
+		return 0, fmt.Errorf("redisstore: apply: %w (sequence %d does not follow the node's last write)", presence.ErrResync, b.Seq)
+	}
+	errs := s.each(idx, func(i int) error {
+		sb := presence.Batch{Node: b.Node, Seq: b.Seq, Deltas: parts[i]}
+		if i == 0 {
+			sb.Guests = b.Guests
+		}
+		_, err := s.shards[i].applyAfter(ctx, sb, prev[i])
+		if err == nil {
+			s.wrote(b.Node, i, b.Seq)
+		}
+		return err
+	})
+	if err := combine(errs, true); err != nil {
+		return 0, err
+	}
+	online, err := s.pushHome(ctx, false)
+	if layoutError(err) {
+		return 0, err
+	}
+	return online, nil
+}
+
+// combine returns nil when every shard succeeded; otherwise the first
+// ErrNodeTaken, ErrStale or ErrResync, or else the first other error, or
+// else (every failure was presence.ErrNotApplied) ErrNotApplied when
+// notApplied allows it and no shard changed anything, and an error that
+// wraps none of them when some shards did.
+func combine(errs []error, notApplied bool) error {
+	var decisive, other, notApp error
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, presence.ErrNotApplied):
+			notApp = err
+		case errors.Is(err, presence.ErrNodeTaken), errors.Is(err, presence.ErrStale), errors.Is(err, presence.ErrResync):
+			if decisive == nil {
+				decisive = err
+			}
+		case other == nil:
+			other = err
+		}
+	}
+	switch {
+	case decisive != nil:
+		return decisive
+	case other != nil:
+		return other
+	case notApp == nil:
+		return nil
+	case notApplied && ok == 0:
+		return notApp
+	}
+	return fmt.Errorf("redisstore: batch applied on %d of %d shards only: %s", ok, len(errs), notApp.Error())
+}
+
+// Sync implements presence.Store: every shard rewrites the node's part of
+// it (an empty part too: it registers the node there), concurrently.
+func (s *Sharded) Sync(ctx context.Context, sh presence.Share) (int64, error) {
+	parts := make([]map[string]int64, len(s.shards))
+	for i := range parts {
+		parts[i] = map[string]int64{}
+	}
+	for u, n := range sh.Users {
+		parts[s.shardOf(u)][u] = n
+	}
+	errs := s.each(s.all(), func(i int) error {
+		part := presence.Share{Node: sh.Node, Seq: sh.Seq, Users: parts[i], Rejoin: sh.Rejoin}
+		if i == 0 {
+			part.Guests = sh.Guests
+		}
+		_, err := s.shards[i].Sync(ctx, part)
+		if err == nil {
+			s.wrote(sh.Node, i, sh.Seq)
+		}
+		return err
+	})
+	if err := combine(errs, false); err != nil {
+		return 0, err
+	}
+	online, err := s.pushHome(ctx, false)
+	if layoutError(err) {
+		return 0, err
+	}
+	return online, nil
+}
+
+// Heartbeat implements presence.Store: every shard renews the node's
+// lease and reaps its part of the dead nodes, concurrently; then every
+// shard's state goes to home.lua, which also renews online_users'
+// expiry. Reaps finished on several shards are summed per node.
+func (s *Sharded) Heartbeat(ctx context.Context, seq uint64, info presence.NodeInfo) ([]presence.Reaped, error) {
+	raw, err := nodeInfoJSON(info)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: heartbeat: %w", err)
+	}
+	held, current := s.seqsOf(info.ID, seq)
+	if !current {
+		for i := range held {
+			held[i] = seq // every shard answers RESYNC, and still reaps
+		}
+	}
+	reaped := make([][]presence.Reaped, len(s.shards))
+	errs := s.each(s.all(), func(i int) error {
+		figures := ""
+		if i == 0 {
+			figures = raw
+		}
+		var err error
+		reaped[i], err = s.shards[i].beat(ctx, info.ID, held[i], figures)
+		return err
+	})
+	out := mergeReaped(reaped)
+	if err := combine(errs, false); err != nil {
+		return out, err
+	}
+	if _, err := s.pushHome(ctx, true); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// mergeReaped sums, per node, the reaps finished on each shard.
+func mergeReaped(per [][]presence.Reaped) []presence.Reaped {
+	var out []presence.Reaped
+	at := map[string]int{}
+	for _, rs := range per {
+		for _, r := range rs {
+			if k, ok := at[r.Node]; ok {
+				out[k].Users += r.Users
+				out[k].Connections += r.Connections
+				continue
+			}
+			at[r.Node] = len(out)
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Leave implements presence.Store on every shard, concurrently.
+func (s *Sharded) Leave(ctx context.Context, node string) error {
+	errs := s.each(s.all(), func(i int) error { return s.shards[i].Leave(ctx, node) })
+	s.mu.Lock()
+	delete(s.seqs, node)
+	s.mu.Unlock()
+	if err := combine(errs, false); err != nil {
+		return err
+	}
+	_, err := s.pushHome(ctx, false)
+	return err
+}
+
+// Repair implements presence.Repairer: each shard checks a slice of its
+// users hash, and the node's parts of the shards, summed, are checked
+// against users, conns and guests.
+func (s *Sharded) Repair(ctx context.Context, node string, seq uint64, users, conns, guests int64) (int64, error) {
+	held, current := s.seqsOf(node, seq)
+	if !current {
+		users, conns, guests = -1, -1, -1
+	}
+	fixed := make([]int64, len(s.shards))
+	figures := make([]shareFigures, len(s.shards))
+	errs := s.each(s.all(), func(i int) error {
+		var err error
+		fixed[i], figures[i], err = s.shards[i].repairShare(ctx, node, held[i], -1, -1, -1)
+		return err
+	})
+	var total int64
+	for _, f := range fixed {
+		total += f
+	}
+	if err := combine(errs, false); err != nil {
+		return total, err
+	}
+	if _, err := s.pushHome(ctx, false); err != nil {
+		return total, err
+	}
+	var sum shareFigures
+	for _, f := range figures {
+		if f.Users < 0 {
+			return total, nil // a shard holds another sequence: the heartbeat says so
+		}
+		sum.Users, sum.Conns, sum.Guests = sum.Users+f.Users, sum.Conns+f.Conns, sum.Guests+f.Guests
+	}
+	if (users >= 0 && sum.Users != users) || (conns >= 0 && sum.Conns != conns) || (guests >= 0 && sum.Guests != guests) {
+		return total, fmt.Errorf("redisstore: repair: %w (the shares in Redis hold %d users, %d connections, %d guests; the node %d, %d, %d)",
+			presence.ErrResync, sum.Users, sum.Conns, sum.Guests, users, conns, guests)
+	}
+	return total, nil
+}
+
+// Counts implements presence.Reader: the sums of the shards' counts, read
+// concurrently, and the day's peak of the sum. It returns
+// presence.ErrNoData when no shard holds a count, and Partial while any
+// shard is recovering or holds none.
+func (s *Sharded) Counts(ctx context.Context) (presence.Counts, error) {
+	per := make([]presence.Counts, len(s.shards))
+	errs := s.each(s.all(), func(i int) error {
+		var err error
+		per[i], err = s.shards[i].Counts(ctx)
+		return err
+	})
+	var c presence.Counts
+	missing := 0
+	for i, err := range errs {
+		switch {
+		case errors.Is(err, presence.ErrNoData):
+			missing++
+		case err != nil:
+			return presence.Counts{}, err
+		default:
+			c.Users += per[i].Users
+			c.Connections += per[i].Connections
+			c.Guests += per[i].Guests
+			c.Partial = c.Partial || per[i].Partial
+		}
+	}
+	if missing == len(s.shards) {
+		return presence.Counts{}, presence.ErrNoData
+	}
+	c.Partial = c.Partial || missing > 0
+	peak, err := s.rdb.Get(ctx, s.peakKey(time.Now())).Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return presence.Counts{}, wrap("counts", err)
+	}
+	c.PeakToday = peak
+	if !c.Partial {
+		c.PeakToday = max(peak, c.Users)
+	}
+	return c, nil
+}
+
+// Nodes implements presence.Reader from shard 0, which holds the leases
+// and load figures every node keeps in every shard.
+func (s *Sharded) Nodes(ctx context.Context) ([]presence.NodeInfo, error) {
+	return s.shards[0].Nodes(ctx)
+}
+
+// Connections implements presence.Directory: one HMGET per shard holding
+// any of users, concurrently.
+func (s *Sharded) Connections(ctx context.Context, users []string) ([]int64, error) {
+	out := make([]int64, len(users))
+	at := make([][]int, len(s.shards)) // positions in users, per shard
+	for k, u := range users {
+		i := s.shardOf(u)
+		at[i] = append(at[i], k)
+	}
+	var idx []int
+	for i, a := range at {
+		if len(a) > 0 {
+			idx = append(idx, i)
+		}
+	}
+	errs := s.each(idx, func(i int) error {
+		ask := make([]string, len(at[i]))
+		for j, k := range at[i] {
+			ask[j] = users[k]
+		}
+		got, err := s.shards[i].Connections(ctx, ask)
+		for j, k := range at[i] {
+			if err == nil {
+				out[k] = got[j]
+			}
+		}
+		return err
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ListUsers implements presence.Directory: the shards walked one after
+// the other, each with HSCAN; the cursor says which shard and where in it.
+// Total is the sum of the shards' users.
+func (s *Sharded) ListUsers(ctx context.Context, cursor string, limit int) (presence.UserPage, error) {
+	shard, inner, err := decodeShardCursor(cursor, len(s.shards))
+	if err != nil {
+		return presence.UserPage{}, err
+	}
+	page, err := s.shards[shard].ListUsers(ctx, inner, limit)
+	if err != nil {
+		return presence.UserPage{}, err
+	}
+	switch {
+	case page.Cursor != "":
+		page.Cursor = encodeShardCursor(shard, page.Cursor)
+	case shard+1 < len(s.shards):
+		page.Cursor = encodeShardCursor(shard+1, "")
+	}
+	totals := make([]int64, len(s.shards))
+	errs := s.each(s.all(), func(i int) error {
+		var err error
+		totals[i], err = s.rdb.HLen(ctx, s.shards[i].prefix+":users").Result()
+		return err
+	})
+	page.Total = 0
+	for i, err := range errs {
+		if err != nil {
+			return presence.UserPage{}, fmt.Errorf("redisstore: list users: %w", err)
+		}
+		page.Total += totals[i]
+	}
+	return page, nil
+}
+
+func encodeShardCursor(shard int, inner string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("s1:" + strconv.Itoa(shard) + ":" + inner))
+}
+
+func decodeShardCursor(c string, n int) (int, string, error) {
+	if c == "" {
+		return 0, "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	rest, ok := strings.CutPrefix(string(b), "s1:")
+	if err != nil || !ok {
+		return 0, "", presence.ErrBadCursor
+	}
+	num, inner, _ := strings.Cut(rest, ":")
+	shard, err := strconv.Atoi(num)
+	if err != nil || shard < 0 || shard >= n {
+		return 0, "", presence.ErrBadCursor
+	}
+	if _, err := decodeCursor(inner); err != nil {
+		return 0, "", presence.ErrBadCursor
+	}
+	return shard, inner, nil
+}
+
+// Event positions with shards: the position after an event is the list of
+// every shard's own position ("e<N>:<id 0>,<id 1>,..."), so that a reader
+// resumes each shard's stream where it left it. Each event's ID is the
+// position right after it, so IDs are unique and resumable, as
+// presence.EventLog asks.
+
+func encodePositions(pos []string) string {
+	return "e" + strconv.Itoa(len(pos)) + ":" + strings.Join(pos, ",")
+}
+
+func decodePositions(after string, n int) ([]string, error) {
+	pos := make([]string, n)
+	if after == "" || after == "0-0" {
+		for i := range pos {
+			pos[i] = "0-0"
+		}
+		return pos, nil
+	}
+	rest, ok := strings.CutPrefix(after, "e"+strconv.Itoa(n)+":")
+	f := strings.Split(rest, ",")
+	if !ok || len(f) != n {
+		return nil, fmt.Errorf("redisstore: event position %q is not one of %d shards", after, n)
+	}
+	return f, nil
+}
+
+// LastEventID implements presence.EventLog: every shard's newest event.
+func (s *Sharded) LastEventID(ctx context.Context) (string, error) {
+	pos := make([]string, len(s.shards))
+	errs := s.each(s.all(), func(i int) error {
+		var err error
+		pos[i], err = s.shards[i].LastEventID(ctx)
+		return err
+	})
+	for _, err := range errs {
+		if err != nil {
+			return "", err
+		}
+	}
+	return encodePositions(pos), nil
+}
+
+// ReadEvents implements presence.EventLog: the events after after on
+// every shard, in the order of their times. On one server (or through
+// Sentinel) every shard's stream is read in one XREAD, which blocks;
+// on a Cluster, where one XREAD cannot span slots, each shard is read
+// without blocking, every 100 ms until block has passed.
+func (s *Sharded) ReadEvents(ctx context.Context, after string, count int, block time.Duration) ([]presence.Event, error) {
+	pos, err := decodePositions(after, len(s.shards))
+	if err != nil {
+		return nil, err
+	}
+	per := make([][]presence.Event, len(s.shards))
+	if s.poll == 0 {
+		per, err = s.readTogether(ctx, pos, count, block)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		deadline := time.Now().Add(block)
+		for {
+			errs := s.each(s.all(), func(i int) error {
+				var err error
+				per[i], err = s.shards[i].ReadEvents(ctx, pos[i], count, 0)
+				return err
+			})
+			for _, err := range errs {
+				if err != nil {
+					return nil, err
+				}
+			}
+			if anyEvents(per) || !time.Now().Before(deadline) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, nil
+			case <-time.After(min(s.poll, time.Until(deadline))):
+			}
+		}
+	}
+	return mergeEvents(per, pos), nil
+}
+
+// readTogether reads every shard's stream in one XREAD (one server).
+func (s *Sharded) readTogether(ctx context.Context, pos []string, count int, block time.Duration) ([][]presence.Event, error) {
+	streams := make([]string, 0, 2*len(pos))
+	at := map[string]int{}
+	for i, sh := range s.shards {
+		streams = append(streams, sh.events)
+		at[sh.events] = i
+	}
+	for _, p := range pos {
+		streams = append(streams, p)
+	}
+	args := &redis.XReadArgs{Streams: streams, Count: int64(max(count, 1)), Block: -1}
+	if block > 0 {
+		args.Block = block
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(block, 0)+time.Second)
+	defer cancel()
+	res, err := s.rdb.XRead(ctx, args).Result()
+	per := make([][]presence.Event, len(pos))
+	if errors.Is(err, redis.Nil) {
+		return per, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: read events: %w", err)
+	}
+	for _, st := range res {
+		i := at[st.Stream]
+		for _, m := range st.Messages {
+			per[i] = append(per[i], toEvent(m))
+		}
+	}
+	return per, nil
+}
+
+func anyEvents(per [][]presence.Event) bool {
+	for _, evs := range per {
+		if len(evs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeEvents orders the shards' events by time (a shard's own order
+// kept) and gives each the position after it.
+func mergeEvents(per [][]presence.Event, pos []string) []presence.Event {
+	type item struct {
+		ev    presence.Event
+		shard int
+	}
+	var all []item
+	for i, evs := range per {
+		for _, ev := range evs {
+			all = append(all, item{ev, i})
+		}
+	}
+	sort.SliceStable(all, func(a, b int) bool { return all[a].ev.At.Before(all[b].ev.At) })
+	out := make([]presence.Event, len(all))
+	cur := append([]string(nil), pos...)
+	for k, it := range all {
+		cur[it.shard] = it.ev.ID
+		it.ev.ID = encodePositions(cur)
+		out[k] = it.ev
+	}
+	return out
+}

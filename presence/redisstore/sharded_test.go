@@ -1,0 +1,72 @@
+package redisstore_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presenced/presenced/internal/keyslot"
+	"github.com/presenced/presenced/internal/testenv"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/presence/redisstore"
+	"github.com/presenced/presenced/presence/storetest"
+)
+
+// openSharded returns a store of n shards on addr with its own home prefix
+// and online key.
+func openSharded(tb testing.TB, addr string, n int, o redisstore.Options) (*redisstore.Sharded, *redis.Client, string, string) {
+	tb.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
+	tb.Cleanup(func() { rdb.Close() })
+	id := prefixes.Add(1)
+	if o.Prefix == "" {
+		o.Prefix = fmt.Sprintf("{t%d}", id)
+		o.OnlineKey = fmt.Sprintf("{t%d}online_users", id)
+	}
+	if o.RecoveryWindow == 0 {
+		o.RecoveryWindow = time.Millisecond
+	}
+	s, err := redisstore.NewSharded(rdb, o, n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, rdb, o.Prefix, o.OnlineKey
+}
+
+// TestShardedContract: a store split over shards passes the contract every
+// store passes.
+func TestShardedContract(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	for _, n := range []int{2, 5} {
+		t.Run(fmt.Sprintf("%dShards", n), func(t *testing.T) {
+			storetest.RunWith(t, storetest.Options{PerShardBatches: true}, func(t *testing.T) presence.Store {
+				s, _, _, _ := openSharded(t, srv.Addr(), n, redisstore.Options{NodeTTL: storetest.TTL})
+				return s
+			})
+		})
+	}
+}
+
+// TestShardPrefixesSpreadOverSlots: shard i's hash tag is in the i-th n-th
+// of the slots, so shards spread evenly over masters owning equal ranges.
+func TestShardPrefixesSpreadOverSlots(t *testing.T) {
+	for _, n := range []int{2, 3, 16, 256} {
+		seen := map[string]bool{}
+		for i := range n {
+			p := redisstore.ShardPrefix("app:{online_users}:", i, n)
+			slot := keyslot.Of(p)
+			if slot < i*keyslot.Slots/n || slot >= (i+1)*keyslot.Slots/n {
+				t.Errorf("n=%d: shard %d prefix %q in slot %d, outside its range", n, i, p, slot)
+			}
+			if seen[p] {
+				t.Errorf("n=%d: prefix %q twice", n, p)
+			}
+			seen[p] = true
+		}
+	}
+	if got := redisstore.ShardPrefix("{online_users}", 1, 2); got != "{online_users:1}" {
+		t.Errorf("shard 1 of 2 = %q, want {online_users:1} (its slot is in the upper half)", got)
+	}
+}
