@@ -54,9 +54,9 @@ type Sharded struct {
 
 	mu     sync.Mutex
 	seqs   map[string]*nodeSeqs // what the shards hold for each node this store wrote
-	states []shardState        // newest state seen of each shard
-	dirty  []bool              // states not yet handed to home.lua
-	peak   string              // the day's peak as last seen, "<day>:<peak>"
+	states []shardState         // newest state seen of each shard
+	dirty  []bool               // states not yet handed to home.lua
+	peak   string               // the day's peak as last seen, "<day>:<peak>"
 }
 
 // nodeSeqs are the sequences of a node: the last the node wrote (a batch
