@@ -43,6 +43,7 @@ type Config struct {
 	OnlineUsersKey         string         // ONLINE_USERS_KEY: Redis set of online user IDs
 	KeyPrefix              string         // REDIS_KEY_PREFIX: prefix of every other Redis key; holds a {hash tag}; default "{"+OnlineUsersKey+"}"
 	PresenceMode           string         // PRESENCE_MODE: "managed" or "external"
+	PresenceShards         int            // PRESENCE_SHARDS: hash tags the users are split over (1: one)
 	HeartbeatInterval      time.Duration  // HEARTBEAT_INTERVAL: how often a node renews its liveness key
 	NodeTTL                time.Duration  // NODE_TTL: a node silent this long is dead; > HeartbeatInterval
 	NodeID                 string         // NODE_ID: "" lets the wiring generate hostname-pid-random

@@ -211,6 +211,20 @@ func baseSpecs() []spec {
 			format: func(c Config) string { return c.PresenceMode },
 		},
 		{
+			name: "PRESENCE_SHARDS", def: "1",
+			desc: "split the users over this many Redis hash tags (1-256), so that presence spreads over a Redis Cluster's masters; online_users is then their sum; every node must use the same; managed mode only",
+			parse: func(c *Config, v string) string {
+				if reason := intVar(func(c *Config) *int { return &c.PresenceShards }, 1, 256, "must be an integer 1-256")(c, v); reason != "" {
+					return reason
+				}
+				if c.PresenceShards > 1 && (!c.RedisConfigured() || c.PresenceMode != "managed") {
+					return "shards split presence kept in Redis: it needs managed mode (PRESENCE_MODE=managed) with REDIS_URL, REDIS_CLUSTER_ADDRS or REDIS_SENTINEL_ADDRS"
+				}
+				return ""
+			},
+			format: func(c Config) string { return strconv.Itoa(c.PresenceShards) },
+		},
+		{
 			name: "HEARTBEAT_INTERVAL", def: "2s",
 			desc:   "how often a node renews its liveness in Redis, at least 50ms",
 			parse:  durationVar(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, 50*time.Millisecond, 0),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -107,15 +108,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		if cfg.PresenceMode == "external" {
 			reader = redisstore.NewExternal(rdb, redisstore.ExternalOptions{Key: cfg.OnlineUsersKey, Prefix: cfg.KeyPrefix, NodeTTL: cfg.NodeTTL})
 		} else {
-			rs, err := redisstore.New(rdb, redisstore.Options{
-				Prefix: cfg.KeyPrefix, OnlineKey: cfg.OnlineUsersKey, NodeTTL: cfg.NodeTTL,
-				RecoveryWindow: cfg.HeartbeatInterval * 3 / 2, Location: cfg.StatsTimezone,
-			})
+			ps, err := newPresenceStore(ctx, rdb, cfg, log)
 			if err != nil {
 				_ = ds.Close(context.Background())
 				return err
 			}
-			pstore, reader = rs, rs
+			pstore, reader = ps, ps
 		}
 	} else {
 		ms := memstore.New(cfg.NodeTTL, func() time.Time { return time.Now().In(cfg.StatsTimezone) })
@@ -189,7 +187,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	// Chores on a data store every node shares (MongoDB) are done once per
 	// cluster, claimed in Redis: the user stats of each refresh period.
 	var shared dashboard.Sharer
-	if rs, ok := unmeasured.(*redisstore.Store); ok && ds.Kind() == "mongodb" {
+	if rs, ok := unmeasured.(dashboard.Sharer); ok && ds.Kind() == "mongodb" {
 		shared = rs
 	}
 	dash := dashboard.New(dashboard.Options{
@@ -198,7 +196,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		StatsRefresh: cfg.StatsRefresh, LastSeenInterval: cfg.LastSeenInterval, Location: cfg.StatsTimezone, Logger: log, Shared: shared,
 	})
 	history := &dashboard.HistoryRecorder{Presence: reader, Store: ds, Logger: log}
-	if rs, ok := unmeasured.(*redisstore.Store); ok {
+	if rs, ok := unmeasured.(dashboard.Claimer); ok {
 		history.Claimer = rs
 	}
 	admin := auth.NewAdmin(adminToken, verifier, auth.AdminOptions{Secret: secret, SessionTTL: cfg.AdminSessionTTL})
@@ -473,6 +471,30 @@ func newWho(ps presence.Store, cfg config.Config, node string, log *slog.Logger)
 		w.hook = hook
 	}
 	return w, nil
+}
+
+// newPresenceStore returns the managed-mode store: one Store, or a
+// Sharded one with PRESENCE_SHARDS > 1. Keys in use by live nodes with
+// another PRESENCE_SHARDS stop the start (a Redis that cannot be read now
+// is not held against it: the scripts refuse a mismatch too).
+func newPresenceStore(ctx context.Context, rdb redis.UniversalClient, cfg config.Config, log *slog.Logger) (presence.Store, error) {
+	o := redisstore.Options{
+		Prefix: cfg.KeyPrefix, OnlineKey: cfg.OnlineUsersKey, NodeTTL: cfg.NodeTTL,
+		RecoveryWindow: cfg.HeartbeatInterval * 3 / 2, Location: cfg.StatsTimezone,
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	err := redisstore.CheckLayout(cctx, rdb, cfg.KeyPrefix, cfg.PresenceShards)
+	cancel()
+	switch {
+	case errors.Is(err, redisstore.ErrLayout):
+		return nil, &config.Error{Var: "PRESENCE_SHARDS", Value: strconv.Itoa(cfg.PresenceShards), Reason: err.Error()}
+	case err != nil:
+		log.Warn("cannot check the presence layout of the keys in Redis now", "err", err)
+	}
+	if cfg.PresenceShards > 1 {
+		return redisstore.NewSharded(rdb, o, cfg.PresenceShards)
+	}
+	return redisstore.New(rdb, o)
 }
 
 // loops are the goroutines of the parts.

@@ -828,3 +828,39 @@ func mergeEvents(per [][]presence.Event, pos []string) []presence.Event {
 	}
 	return out
 }
+
+// ErrLayout is wrapped by CheckLayout's error when live nodes use the keys
+// with another number of shards.
+var ErrLayout = errors.New("presence keys in use with another PRESENCE_SHARDS")
+
+// CheckLayout returns an error wrapping ErrLayout when the presence keys under prefix are in
+// use with another number of shards than n: nodes with different
+// PRESENCE_SHARDS would each count only their own layout's users and
+// overwrite each other's online_users. It looks at what live nodes keep:
+// the home hash of a sharded layout (which expires two leases after the
+// last heartbeat) and the leases of a layout without shards.
+func CheckLayout(ctx context.Context, rdb redis.UniversalClient, prefix string, n int) error {
+	stored, err := rdb.HGet(ctx, prefix+":shards", "n").Int()
+	switch {
+	case errors.Is(err, redis.Nil):
+	case err != nil:
+		return fmt.Errorf("redisstore: read the presence layout: %w", err)
+	case stored != n:
+		return fmt.Errorf("%w: live nodes split presence under %s over %d shards, not %d; every node must run with the same PRESENCE_SHARDS", ErrLayout, prefix, stored, n)
+	}
+	if n == 1 {
+		return nil
+	}
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("redisstore: read the presence layout: %w", err)
+	}
+	live, err := rdb.ZCount(ctx, prefix+":nodes", strconv.FormatInt(now.UnixMilli(), 10), "+inf").Result()
+	if err != nil {
+		return fmt.Errorf("redisstore: read the presence layout: %w", err)
+	}
+	if live > 0 {
+		return fmt.Errorf("%w: %d live nodes keep presence under %s without shards (PRESENCE_SHARDS=1), not %d; every node must run with the same PRESENCE_SHARDS", ErrLayout, live, prefix, n)
+	}
+	return nil
+}
