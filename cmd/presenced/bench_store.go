@@ -38,6 +38,7 @@ type storeBenchOptions struct {
 	nodes     int
 	batch     int
 	reapUsers int
+	shards    int
 	ttl       time.Duration
 	interval  time.Duration
 	timeout   time.Duration
@@ -66,6 +67,7 @@ func runBenchStore(ctx context.Context, args []string, getenv func(string) strin
 	fs.IntVar(&o.nodes, "nodes", 100, "in-process nodes")
 	fs.IntVar(&o.batch, "batch", 1000, "connects per Apply call (PRESENCE_BATCH_MAX)")
 	fs.IntVar(&o.reapUsers, "reap-users", 100_000, "users of the extra node that is killed, reaped and rewritten")
+	fs.IntVar(&o.shards, "shards", 1, "PRESENCE_SHARDS: hash tags the users are split over")
 	fs.DurationVar(&o.ttl, "node-ttl", 6*time.Second, "NODE_TTL: the lease a heartbeat grants")
 	fs.DurationVar(&o.interval, "heartbeat-interval", 2*time.Second, "HEARTBEAT_INTERVAL")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
@@ -84,6 +86,8 @@ func runBenchStore(ctx context.Context, args []string, getenv func(string) strin
 		return usageError{"bench store: --batch must be 1 to 10000"}
 	case o.reapUsers < 1 || o.reapUsers > 1_000_000:
 		return usageError{"bench store: --reap-users must be 1 to 1000000"}
+	case o.shards < 1 || o.shards > redisstore.MaxShards:
+		return usageError{fmt.Sprintf("bench store: --shards must be 1 to %d", redisstore.MaxShards)}
 	case o.interval <= 0 || o.ttl <= o.interval:
 		return usageError{"bench store: want 0 < --heartbeat-interval < --node-ttl"}
 	case o.timeout <= 0:
@@ -133,7 +137,7 @@ func runBenchStore(ctx context.Context, args []string, getenv func(string) strin
 // and heartbeats, as a Tracker does.
 type simNode struct {
 	id    string
-	store *redisstore.Store
+	store simStore
 	first int
 	n     int
 
@@ -144,6 +148,27 @@ type simNode struct {
 	stopped atomic.Bool // no more heartbeats: dead or paused
 	dead    atomic.Bool
 	lastHB  atomic.Int64 // unix ns of the end of its last heartbeat
+}
+
+// simStore is what a node's store does: a redisstore.Store or, with
+// --shards above 1, a redisstore.Sharded.
+type simStore interface {
+	presence.Store
+	presence.Repairer
+}
+
+// prefixes are the key prefixes the users are kept under: the default
+// one, or each shard's.
+func (o storeBenchOptions) prefixes() []string {
+	home := redisstore.DefaultPrefix("online_users")
+	if o.shards == 1 {
+		return []string{home}
+	}
+	out := make([]string, o.shards)
+	for i := range out {
+		out[i] = redisstore.ShardPrefix(home, i, o.shards)
+	}
+	return out
 }
 
 func simUser(k int) string { return "user-" + strconv.Itoa(k) }
@@ -348,7 +373,14 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 		if i == o.nodes {
 			n = o.reapUsers
 		}
-		st, err := redisstore.New(s.rdb, redisstore.Options{NodeTTL: o.ttl, RecoveryWindow: o.interval * 3 / 2})
+		so := redisstore.Options{NodeTTL: o.ttl, RecoveryWindow: o.interval * 3 / 2}
+		var st simStore
+		var err error
+		if o.shards > 1 {
+			st, err = redisstore.NewSharded(s.rdb, so, o.shards)
+		} else {
+			st, err = redisstore.New(s.rdb, so)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -403,9 +435,12 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 	}
 	// Where the bytes go (MEMORY USAGE samples big hashes: an estimate).
 	usage := func(key string) int64 { return s.rdb.MemoryUsage(ctx, key).Val() }
-	r.usersHash, r.events = usage("{online_users}:users"), usage("{online_users}:events")
-	for _, n := range nodes {
-		r.shares += usage("{online_users}:node:" + n.id)
+	for _, p := range o.prefixes() {
+		r.usersHash += usage(p + ":users")
+		r.events += usage(p + ":events")
+		for _, n := range nodes {
+			r.shares += usage(p + ":node:" + n.id)
+		}
 	}
 	if r.scriptConnect, err = s.longestScript(ctx); err != nil {
 		return nil, err
@@ -542,8 +577,8 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 	if r.online, err = s.rdb.Get(ctx, "online_users").Int64(); err != nil {
 		return nil, fmt.Errorf("GET online_users: %w", err)
 	}
-	if r.hlen, err = s.rdb.HLen(ctx, "{online_users}:users").Result(); err != nil {
-		return nil, fmt.Errorf("HLEN {online_users}:users: %w", err)
+	if r.hlen, err = s.usersLen(ctx); err != nil {
+		return nil, err
 	}
 	var km []string
 	var kmMu sync.Mutex
@@ -575,6 +610,19 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 		return nil, fmt.Errorf("FLUSHALL: %w", err)
 	}
 	return r, nil
+}
+
+// usersLen sums HLEN of the users hashes (one per shard).
+func (s *storeSim) usersLen(ctx context.Context) (int64, error) {
+	var total int64
+	for _, p := range s.o.prefixes() {
+		n, err := s.rdb.HLen(ctx, p+":users").Result()
+		if err != nil {
+			return 0, fmt.Errorf("HLEN %s:users: %w", p, err)
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // flushAll stops the heartbeats, waits for those in flight and runs
@@ -793,8 +841,8 @@ func (r *storeResult) print(w io.Writer, o storeBenchOptions) {
 	bpu := float64(r.afterConnect-r.baseline) / float64(o.users)
 	bpuFresh := float64(r.afterRewrite-r.baseline) / float64(r.expected)
 	longest := max(r.scriptConnect, r.scriptReap, r.scriptRewrte)
-	fmt.Fprintf(w, "bench store: %d users over %d nodes (batches of %d) + one node of %d; %s; NODE_TTL %v, HEARTBEAT_INTERVAL %v\n",
-		o.users, o.nodes, o.batch, o.reapUsers, r.topology, o.ttl, o.interval)
+	fmt.Fprintf(w, "bench store: %d users over %d nodes (batches of %d) + one node of %d; %s; PRESENCE_SHARDS %d; NODE_TTL %v, HEARTBEAT_INTERVAL %v\n",
+		o.users, o.nodes, o.batch, o.reapUsers, r.topology, o.shards, o.ttl, o.interval)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tvalue\tgoal\t")
 	fmt.Fprintf(tw, "Redis memory per online user (used_memory delta / users)\t%.1f B\t<= %d B\t%s\n", bpu, storeGoalBytesPerUser, verdict(bpu <= storeGoalBytesPerUser))
@@ -827,6 +875,6 @@ func (r *storeResult) print(w io.Writer, o storeBenchOptions) {
 	tw.Flush()
 	fmt.Fprintf(w, "keys per master before the final FLUSHALL: %s\n", r.keysPerMaster)
 	aq, pq, _ := avgP99(r.hbQuiet)
-	fmt.Fprintf(w, "summary users %d nodes %d bytes/user %.1f seq-conns/s %.0f conc-conns/s %.0f longest-script-ms %.2f hb-avg-ms %.2f hb-p99-ms %.2f reap-ms %.2f rewrite-ms %.2f rewrite-all-ms %.2f online %d hlen %d expected %d errors %d\n",
-		o.users, o.nodes, bpu, r.seqRate, r.concRate, ms(longest), aq, pq, ms(r.reapTotal), ms(r.rewriteAlone), ms(r.rewriteAll), r.online, r.hlen, r.expected, r.hbErrors)
+	fmt.Fprintf(w, "summary users %d nodes %d shards %d bytes/user %.1f seq-conns/s %.0f conc-conns/s %.0f longest-script-ms %.2f hb-avg-ms %.2f hb-p99-ms %.2f reap-ms %.2f rewrite-ms %.2f rewrite-all-ms %.2f online %d hlen %d expected %d errors %d\n",
+		o.users, o.nodes, o.shards, bpu, r.seqRate, r.concRate, ms(longest), aq, pq, ms(r.reapTotal), ms(r.rewriteAlone), ms(r.rewriteAll), r.online, r.hlen, r.expected, r.hbErrors)
 }

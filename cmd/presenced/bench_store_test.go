@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,12 +16,21 @@ import (
 // measures nothing.
 func TestBenchStoreSmoke(t *testing.T) {
 	t.Parallel()
+	for _, shards := range []string{"1", "4"} {
+		t.Run("shards="+shards, func(t *testing.T) {
+			t.Parallel()
+			benchStoreSmoke(t, shards)
+		})
+	}
+}
+
+func benchStoreSmoke(t *testing.T, shards string) {
 	rs := testenv.StartRedis(t)
 	out := benchRun(t, "store", "--redis-url", rs.URL(), "--users", "5000", "--nodes", "5", "--reap-users", "2000",
-		"--node-ttl", "1500ms", "--heartbeat-interval", "500ms", "--timeout", "50s")
-	s := numbers(t, out, "summary", "users", "nodes", "bytes/user", "seq-conns/s", "conc-conns/s", "longest-script-ms",
+		"--node-ttl", "1500ms", "--heartbeat-interval", "500ms", "--timeout", "50s", "--shards", shards)
+	s := numbers(t, out, "summary", "users", "nodes", "shards", "bytes/user", "seq-conns/s", "conc-conns/s", "longest-script-ms",
 		"hb-avg-ms", "hb-p99-ms", "reap-ms", "rewrite-ms", "rewrite-all-ms", "online", "hlen", "expected", "errors")
-	if s["users"] != 5000 || s["nodes"] != 5 || s["expected"] != 7000 || s["online"] != 7000 || s["hlen"] != 7000 || s["errors"] != 0 {
+	if s["users"] != 5000 || s["nodes"] != 5 || s["shards"] != numberOf(t, shards) || s["expected"] != 7000 || s["online"] != 7000 || s["hlen"] != 7000 || s["errors"] != 0 {
 		t.Fatalf("summary %v: want 5000 users on 5 nodes, then 7000 with the extra node, counted exactly, no errors:\n%s", s, out)
 	}
 	for _, k := range []string{"bytes/user", "seq-conns/s", "conc-conns/s", "longest-script-ms", "hb-avg-ms", "reap-ms", "rewrite-all-ms"} {
@@ -66,6 +76,8 @@ func TestBenchStoreCommandLine(t *testing.T) {
 		{[]string{"--redis-url", "redis://192.0.2.1:6379"}, "loopback"},
 		{[]string{"--cluster", "127.0.0.1:7000,192.0.2.1:7001"}, "loopback"},
 		{[]string{"--redis-url", "redis://127.0.0.1:6379", "--nodes", "0"}, "nodes"},
+		{[]string{"--redis-url", "redis://127.0.0.1:6379", "--shards", "0"}, "shards"},
+		{[]string{"--redis-url", "redis://127.0.0.1:6379", "--shards", "257"}, "shards"},
 		{[]string{"--redis-url", "redis://127.0.0.1:6379", "--users", "5", "--nodes", "10"}, "users"},
 		{[]string{"--redis-url", "redis://127.0.0.1:6379", "--node-ttl", "1s", "--heartbeat-interval", "2s"}, "heartbeat-interval"},
 		{[]string{}, "no Redis"},
@@ -81,4 +93,13 @@ func TestBenchStoreCommandLine(t *testing.T) {
 	if err := run(context.Background(), []string{"presenced", "bench", "store", "--help"}, env(nil), &stdout, &stderr); err != nil || !strings.Contains(stdout.String(), "reap-users") {
 		t.Errorf("bench store --help: %v\n%s", err, stdout.String())
 	}
+}
+
+func numberOf(t *testing.T, s string) float64 {
+	t.Helper()
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

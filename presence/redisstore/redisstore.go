@@ -114,7 +114,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		o.OnlineKey = "online_users"
 	}
 	if o.Prefix == "" {
-		o.Prefix = defaultPrefix(o.OnlineKey)
+		o.Prefix = DefaultPrefix(o.OnlineKey)
 	}
 	if o.NodeTTL == 0 {
 		o.NodeTTL = 6 * time.Second
@@ -740,7 +740,7 @@ func NewExternal(rdb redis.UniversalClient, o ExternalOptions) *External {
 		o.Key = "online_users"
 	}
 	if o.Prefix == "" {
-		o.Prefix = defaultPrefix(o.Key)
+		o.Prefix = DefaultPrefix(o.Key)
 	}
 	if o.NodeTTL <= 0 {
 		o.NodeTTL = 6 * time.Second
@@ -886,9 +886,10 @@ func hashTag(key string) string {
 	return key[open+1 : open+1+end]
 }
 
-// defaultPrefix is the prefix whose hash tag puts every key in the slot of
-// onlineKey: onlineKey's own tag, or onlineKey itself as the tag.
-func defaultPrefix(onlineKey string) string {
+// DefaultPrefix is the key prefix a store uses when Options.Prefix is
+// not set: the prefix whose hash tag puts every key in the slot of
+// onlineKey (onlineKey's own tag, or onlineKey itself as the tag).
+func DefaultPrefix(onlineKey string) string {
 	if tag := hashTag(onlineKey); tag != "" {
 		return "{" + tag + "}"
 	}

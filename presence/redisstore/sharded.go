@@ -135,7 +135,7 @@ func NewSharded(rdb redis.UniversalClient, o Options, n int) (*Sharded, error) {
 		o.OnlineKey = "online_users"
 	}
 	if o.Prefix == "" {
-		o.Prefix = defaultPrefix(o.OnlineKey)
+		o.Prefix = DefaultPrefix(o.OnlineKey)
 	}
 	if hashTag(o.Prefix) == "" {
 		return nil, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
