@@ -126,6 +126,8 @@ var _ presence.EventLog = (*Sharded)(nil)
 // MaxShards). o is as for New; o.Prefix is the home prefix (online_users'
 // slot by default), under which the day's peak and the cluster-wide
 // chores are kept, and each shard's prefix is ShardPrefix(o.Prefix, i, n).
+// Each shard's events stream keeps o.EventsMaxLen/n entries (at least
+// 1 000), so that together they keep about what one stream would.
 // It does not touch Redis.
 func NewSharded(rdb redis.UniversalClient, o Options, n int) (*Sharded, error) {
 	if n < 2 || n > MaxShards {
@@ -153,8 +155,13 @@ func NewSharded(rdb redis.UniversalClient, o Options, n int) (*Sharded, error) {
 	if _, ok := rdb.(*redis.ClusterClient); ok {
 		s.poll = 100 * time.Millisecond
 	}
+	if o.EventsMaxLen <= 0 {
+		o.EventsMaxLen = 100000
+	}
 	for i := range n {
 		so := o
+		// The events streams together keep what one stream would.
+		so.EventsMaxLen = max(1000, o.EventsMaxLen/int64(n))
 		so.Prefix = ShardPrefix(o.Prefix, i, n)
 		so.OnlineKey = so.Prefix + ":online"
 		so.shard = &shardHook{s: s, i: i}
