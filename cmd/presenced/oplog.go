@@ -22,6 +22,9 @@ func startAttrs(cfg config.Config, ds store.Store) []any {
 	case "cluster", "sentinel":
 		attrs = append(attrs, "redis_"+cfg.RedisTopology(), redisAddrs(cfg))
 	}
+	if cfg.PresenceShards > 1 {
+		attrs = append(attrs, "presence_shards", cfg.PresenceShards)
+	}
 	if cfg.MongoURI != "" {
 		attrs = append(attrs, "mongodb", redactURL(cfg.MongoURI))
 	} else {

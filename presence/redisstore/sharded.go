@@ -628,22 +628,30 @@ func (s *Sharded) Connections(ctx context.Context, users []string) ([]int64, err
 }
 
 // ListUsers implements presence.Directory: the shards walked one after
-// the other, each with HSCAN; the cursor says which shard and where in it.
-// Total is the sum of the shards' users.
+// the other, each with HSCAN; a page goes on into the next shards while
+// it has room, and the cursor says which shard and where in it. Total is
+// the sum of the shards' users.
 func (s *Sharded) ListUsers(ctx context.Context, cursor string, limit int) (presence.UserPage, error) {
 	shard, inner, err := decodeShardCursor(cursor, len(s.shards))
 	if err != nil {
 		return presence.UserPage{}, err
 	}
-	page, err := s.shards[shard].ListUsers(ctx, inner, limit)
-	if err != nil {
-		return presence.UserPage{}, err
+	limit = max(limit, 1)
+	var page presence.UserPage
+	for shard < len(s.shards) && len(page.Users) < limit {
+		part, err := s.shards[shard].ListUsers(ctx, inner, limit-len(page.Users))
+		if err != nil {
+			return presence.UserPage{}, err
+		}
+		page.Users = append(page.Users, part.Users...)
+		if part.Cursor != "" {
+			inner = part.Cursor
+			continue
+		}
+		shard, inner = shard+1, ""
 	}
-	switch {
-	case page.Cursor != "":
-		page.Cursor = encodeShardCursor(shard, page.Cursor)
-	case shard+1 < len(s.shards):
-		page.Cursor = encodeShardCursor(shard+1, "")
+	if shard < len(s.shards) {
+		page.Cursor = encodeShardCursor(shard, inner)
 	}
 	totals := make([]int64, len(s.shards))
 	errs := s.each(s.all(), func(i int) error {
@@ -651,7 +659,6 @@ func (s *Sharded) ListUsers(ctx context.Context, cursor string, limit int) (pres
 		totals[i], err = s.rdb.HLen(ctx, s.shards[i].prefix+":users").Result()
 		return err
 	})
-	page.Total = 0
 	for i, err := range errs {
 		if err != nil {
 			return presence.UserPage{}, fmt.Errorf("redisstore: list users: %w", err)
