@@ -89,20 +89,40 @@ func post(t testing.TB, n *Node, path, authz, body string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-// streamEvent is one entry of the events stream, read from Redis itself.
+// streamEvent is one transition of the events stream, read from Redis
+// itself, with the id presenced gives it.
 type streamEvent struct {
 	ID, Type, User string
 }
 
+// readStream reads every transition of the events stream. Each entry (one
+// per script call) is "at" <ms>, then "+" <user> (online) or "-" <user>
+// (offline) per transition, parsed here from the raw reply (go-redis's
+// XMessage keeps fields in a map, losing repeated ones); the k-th
+// transition of entry <id> is "<id>" for k = 0, "<id>.<k>" after.
 func readStream(t testing.TB, rdb *redis.Client) []streamEvent {
 	t.Helper()
-	msgs, err := rdb.XRange(context.Background(), eventsStream, "-", "+").Result()
+	raw, err := rdb.Do(context.Background(), "XRANGE", eventsStream, "-", "+").Slice()
 	if err != nil {
 		t.Fatalf("XRANGE %s: %v", eventsStream, err)
 	}
-	out := make([]streamEvent, len(msgs))
-	for i, m := range msgs {
-		out[i] = streamEvent{ID: m.ID, Type: fmt.Sprint(m.Values["type"]), User: fmt.Sprint(m.Values["user"])}
+	var out []streamEvent
+	for _, r := range raw {
+		pair := r.([]any)
+		id, kv := pair[0].(string), pair[1].([]any)
+		if len(kv) < 4 || len(kv)%2 != 0 || kv[0] != "at" {
+			t.Fatalf("entry %s of %s = %v, want at <ms> then +|- <user> pairs", id, eventsStream, kv)
+		}
+		for i := 2; i < len(kv); i += 2 {
+			e := streamEvent{ID: id, Type: map[any]string{"+": "online", "-": "offline"}[kv[i]], User: fmt.Sprint(kv[i+1])}
+			if k := i/2 - 1; k > 0 {
+				e.ID = fmt.Sprintf("%s.%d", id, k)
+			}
+			if e.Type == "" {
+				t.Fatalf("entry %s of %s: field %v, want + or -", id, eventsStream, kv[i])
+			}
+			out = append(out, e)
+		}
 	}
 	return out
 }

@@ -17,8 +17,11 @@ const (
 // where the cluster-wide count changes, so that each transition is
 // emitted once for the whole cluster.
 type Event struct {
-	// ID orders events and identifies each one (a Redis Stream entry id,
-	// "<ms>-<seq>"); receivers deduplicate by it.
+	// ID orders events and identifies each one; receivers deduplicate by
+	// it, and it is a position ReadEvents resumes after. The Redis store
+	// keeps a script call's transitions in one stream entry "<ms>-<seq>":
+	// its k-th transition (from 0) is "<ms>-<seq>" for k = 0 and
+	// "<ms>-<seq>.<k>" after, ordered by ms, seq, then k.
 	ID   string    `json:"id"`
 	Type string    `json:"type"` // EventOnline or EventOffline
 	User string    `json:"userId"`
@@ -62,9 +65,12 @@ type Directory interface {
 
 // EventLog is the log of transitions a store keeps.
 type EventLog interface {
-	// ReadEvents returns up to count events after the event with id after
+	// ReadEvents returns about count events after the event with id after
 	// ("" or "0-0" reads from the oldest kept), waiting up to block for
-	// the first one; no event within block returns none and no error.
+	// the first one; no event within block returns none and no error. A
+	// store that keeps events in batches (the Redis store: one stream
+	// entry per script call) may return the rest of the last batch beyond
+	// count.
 	ReadEvents(ctx context.Context, after string, count int, block time.Duration) ([]Event, error)
 	// LastEventID returns the id of the newest event kept, "0-0" if none.
 	LastEventID(ctx context.Context) (string, error)

@@ -12,9 +12,10 @@
 //
 // with the header X-Presenced-Signature: sha256=<hex HMAC-SHA256 of the
 // body with WEBHOOK_SECRET>. Any 2xx answer acknowledges the batch. Ids
-// are unique and increase; a batch may be delivered twice (a node dies
-// after the POST, before it saves its position), so receivers
-// deduplicate by id. When no position is stored yet (the first node ever
+// are unique and increase ("<ms>-<seq>" or "<ms>-<seq>.<k>", ordered by
+// ms, seq, then k; see presence/redisstore/who.go); a batch may be
+// delivered twice (a node dies after the POST, before it saves its
+// position), so receivers deduplicate by id. When no position is stored yet (the first node ever
 // to deliver), delivery starts at the oldest event the log keeps.
 package webhook
 
@@ -179,18 +180,22 @@ func (s *Sender) lead(ctx context.Context) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		if len(evs) == 0 {
-			continue
+		// The log may return more than asked (the Redis store returns
+		// whole stream entries, one per script call): BatchMax per POST,
+		// the position saved after each, as any event id is a position.
+		for len(evs) > 0 {
+			batch := evs[:min(len(evs), s.o.BatchMax)]
+			evs = evs[len(batch):]
+			if !s.deliver(ctx, batch, &renewed) {
+				return // lease lost or shutting down: the position stays
+			}
+			last := batch[len(batch)-1].ID
+			ok, err := s.o.Coord.SavePosition(ctx, s.o.Node, last)
+			if err != nil || !ok {
+				return
+			}
+			pos = last
 		}
-		if !s.deliver(ctx, evs, &renewed) {
-			return // lease lost or shutting down: the position stays
-		}
-		last := evs[len(evs)-1].ID
-		ok, err := s.o.Coord.SavePosition(ctx, s.o.Node, last)
-		if err != nil || !ok {
-			return
-		}
-		pos = last
 	}
 }
 

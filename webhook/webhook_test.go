@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -138,4 +139,58 @@ func TestSignature(t *testing.T) {
 	if got := webhook.Sign("key", []byte("The quick brown fox jumps over the lazy dog")); got != "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8" {
 		t.Fatalf("Sign = %s", got)
 	}
+}
+
+// wholeLog is an event log that, like the Redis store's whole stream
+// entries, returns every event after the one named, whatever count says.
+type wholeLog struct{ evs []presence.Event }
+
+func (l wholeLog) ReadEvents(ctx context.Context, after string, _ int, block time.Duration) ([]presence.Event, error) {
+	for i, e := range l.evs {
+		if after == "0-0" || e.ID > after {
+			return l.evs[i:], nil
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(block):
+	}
+	return nil, nil
+}
+
+func (l wholeLog) LastEventID(context.Context) (string, error) { return l.evs[len(l.evs)-1].ID, nil }
+
+// TestBatchMaxWithLargerReads: a log that returns more events than asked
+// is still posted BatchMax at a time, each event once, the position saved
+// after each POST.
+func TestBatchMaxWithLargerReads(t *testing.T) {
+	rc := &receiver{}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	var log wholeLog
+	for k := range 250 {
+		// The ids of one entry of 250 transitions; fixed width so that
+		// the string order of this test's log is the ids' order.
+		log.evs = append(log.evs, presence.Event{ID: fmt.Sprintf("1733050000000-0.%03d", k), Type: presence.EventOnline, User: fmt.Sprint("u", k), At: time.Now()})
+	}
+	ms := memstore.New(time.Minute, nil)
+	s, err := webhook.New(webhook.Options{URL: srv.URL, Secret: secret, Node: "n1", Log: log, Coord: ms, BatchMax: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "250 events accepted", func() bool { _, acc, _ := rc.snapshot(); return len(acc) >= 250 })
+	posts, acc, _ := rc.snapshot()
+	if posts != 3 || len(acc) != 250 {
+		t.Fatalf("%d posts of %d events, want 3 of 250 (100, 100, 50)", posts, len(acc))
+	}
+	for i, e := range acc {
+		if e.ID != log.evs[i].ID {
+			t.Fatalf("event %d is %s, want %s", i, e.ID, log.evs[i].ID)
+		}
+	}
+	waitFor(t, "the position saved", func() bool { pos, _ := ms.Position(context.Background()); return pos == log.evs[249].ID })
 }

@@ -49,9 +49,10 @@ type Options struct {
 	// rewritten their shares yet. Zero means 3s; set it a little above the
 	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
-	// EventsMaxLen bounds the events stream (<prefix>:events), trimmed
-	// with XADD MAXLEN ~ (so it may hold a little more); zero means
-	// 100000.
+	// EventsMaxLen bounds the events stream (<prefix>:events) to about
+	// this many transitions: each entry (one per script call) is written
+	// with XADD MAXLEN ~ EventsMaxLen / its transitions (see flush in
+	// lua/lib.lua), so it may hold more; zero means 100000.
 	EventsMaxLen int64
 	// Location is STATS_TIMEZONE: the day's peak is kept under a key per
 	// calendar day in it; nil means UTC. Every node must use the same.

@@ -438,13 +438,10 @@ func TestRepairFindsUsersEvictedFromTheSums(t *testing.T) {
 // "type:user".
 func streamKinds(t *testing.T, rdb *redis.Client, stream string, skip int) map[string]int {
 	t.Helper()
-	msgs, err := rdb.XRange(ctx(t), stream, "-", "+").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs, _ := readStream(t, rdb, stream)
 	out := map[string]int{}
-	for _, m := range msgs[min(skip, len(msgs)):] {
-		out[fmt.Sprint(m.Values["type"], ":", m.Values["user"])]++
+	for _, e := range evs[min(skip, len(evs)):] {
+		out[e.typ+":"+e.user]++
 	}
 	return out
 }

@@ -94,58 +94,200 @@ func decodeCursor(s string) (uint64, error) {
 	return c, nil
 }
 
-// ReadEvents implements presence.EventLog with XREAD (BLOCK when block >
-// 0) on the events stream.
+// Event ids. The events stream holds one entry per script call that made
+// any transition (see flush in lua/lib.lua): fields "at" (ms), then "+"
+// user or "-" user per transition, in the order the call made them. The
+// k-th transition (from 0) of entry <ms>-<seq> has the id "<ms>-<seq>" for
+// k = 0 and "<ms>-<seq>.<k>" after; ids order by ms, seq, then k. An entry
+// of the format before (fields type, user, at: one transition per entry)
+// is read as one event with the entry's id, so a stream or a stored
+// position from that version stays readable.
+
+// eventPos is a position in the stream: after the transition k of entry.
+type eventPos struct {
+	entry string // "<ms>-<seq>", or "0-0" before the first entry
+	k     int
+}
+
+func parseEventID(id string) (eventPos, error) {
+	if id == "" || id == "0-0" {
+		return eventPos{entry: "0-0"}, nil
+	}
+	entry, k, dotted := strings.Cut(id, ".")
+	ms, seq, ok := strings.Cut(entry, "-")
+	_, err1 := strconv.ParseUint(ms, 10, 64)
+	_, err2 := strconv.ParseUint(seq, 10, 64)
+	pos := eventPos{entry: entry}
+	var err3 error
+	if dotted {
+		pos.k, err3 = strconv.Atoi(k)
+	}
+	if !ok || err1 != nil || err2 != nil || err3 != nil || pos.k < 0 {
+		return eventPos{}, fmt.Errorf("redisstore: read events: invalid event id %q", id)
+	}
+	return pos, nil
+}
+
+func eventID(entry string, k int) string {
+	if k == 0 {
+		return entry
+	}
+	return entry + "." + strconv.Itoa(k)
+}
+
+// ReadEvents implements presence.EventLog with XRANGE on the events
+// stream, and XREAD BLOCK to wait when block > 0 and nothing is there.
+// It returns whole entries (the rest of the one after names): count is
+// reached, but may be passed by the last entry's transitions.
 func (s *Store) ReadEvents(ctx context.Context, after string, count int, block time.Duration) ([]presence.Event, error) {
-	if after == "" {
-		after = "0-0"
+	pos, err := parseEventID(after)
+	if err != nil {
+		return nil, err
 	}
-	args := &redis.XReadArgs{Streams: []string{s.events, after}, Count: int64(max(count, 1)), Block: -1}
-	if block > 0 {
-		args.Block = block
-	}
+	count = max(count, 1)
 	// A Redis that hangs must not hold the reader (and a shutdown) for
 	// go-redis's read timeout on top of the block.
 	ctx, cancel := context.WithTimeout(ctx, max(block, 0)+time.Second)
 	defer cancel()
-	res, err := s.rdb.XRead(ctx, args).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
+	out, err := s.readEvents(ctx, pos, count)
+	if err != nil || len(out) > 0 || block <= 0 {
+		return out, err
 	}
-	if err != nil {
+	// Nothing yet: wait for an entry after pos.entry (the rest of that
+	// entry was empty), then read it as above.
+	args := &redis.XReadArgs{Streams: []string{s.events, pos.entry}, Count: 1, Block: block}
+	if err := s.rdb.XRead(ctx, args).Err(); errors.Is(err, redis.Nil) {
+		return nil, nil
+	} else if err != nil {
 		return nil, fmt.Errorf("redisstore: read events: %w", err)
 	}
+	return s.readEvents(ctx, pos, count)
+}
+
+// readEvents reads the transitions after pos, about count of them, in
+// whole entries. It asks for one entry after pos.entry first and then for
+// as many as the sizes seen say count still needs, so that neither entries
+// of one transition nor ones of thousands make it read far too much or
+// too often.
+func (s *Store) readEvents(ctx context.Context, pos eventPos, count int) ([]presence.Event, error) {
 	var out []presence.Event
-	for _, st := range res {
-		for _, m := range st.Messages {
-			out = append(out, toEvent(m))
+	start, entries := "-", 0
+	if pos.entry != "0-0" {
+		start = pos.entry // inclusive: the rest of the entry pos names
+	}
+	ask := 2 // the rest of pos.entry, and one more
+	for {
+		page, err := s.xrange(ctx, "XRANGE", start, "+", ask)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: read events: %w", err)
 		}
+		for _, m := range page {
+			if len(out) >= count {
+				return out, nil
+			}
+			skip := 0
+			if m.id == pos.entry {
+				skip = pos.k + 1
+			} else {
+				entries++
+			}
+			out = m.events(out, skip)
+			start = "(" + m.id
+		}
+		if len(page) < ask || len(out) >= count {
+			return out, nil
+		}
+		ask = (count-len(out))*max(entries, 1)/max(len(out), 1) + 1
+	}
+}
+
+// LastEventID implements presence.EventLog: the id of the last transition
+// of the newest entry.
+func (s *Store) LastEventID(ctx context.Context) (string, error) {
+	page, err := s.xrange(ctx, "XREVRANGE", "+", "-", 1)
+	if err != nil {
+		return "", fmt.Errorf("redisstore: last event: %w", err)
+	}
+	if len(page) == 0 {
+		return "0-0", nil
+	}
+	evs := page[0].events(nil, 0)
+	if len(evs) == 0 {
+		return page[0].id, nil
+	}
+	return evs[len(evs)-1].ID, nil
+}
+
+// streamEntry is one entry of the events stream as Redis sent it: go-redis's
+// XMessage keeps the fields in a map, which loses repeated ones.
+type streamEntry struct {
+	id     string
+	fields []string
+}
+
+// xrange runs XRANGE or XREVRANGE (cmd) from start to end, up to count
+// entries.
+func (s *Store) xrange(ctx context.Context, cmd, start, end string, count int) ([]streamEntry, error) {
+	raw, err := s.rdb.Do(ctx, cmd, s.events, start, end, "COUNT", count).Slice()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]streamEntry, 0, len(raw))
+	for _, r := range raw {
+		pair, ok := r.([]any)
+		if !ok || len(pair) != 2 {
+			return nil, fmt.Errorf("unexpected %s entry %v", cmd, r)
+		}
+		id, _ := pair[0].(string)
+		kv, _ := pair[1].([]any)
+		e := streamEntry{id: id, fields: make([]string, len(kv))}
+		for i, f := range kv {
+			e.fields[i], _ = f.(string)
+		}
+		out = append(out, e)
 	}
 	return out, nil
 }
 
-// LastEventID implements presence.EventLog.
-func (s *Store) LastEventID(ctx context.Context) (string, error) {
-	res, err := s.rdb.XRevRangeN(ctx, s.events, "+", "-", 1).Result()
-	if err != nil {
-		return "", fmt.Errorf("redisstore: last event: %w", err)
-	}
-	if len(res) == 0 {
-		return "0-0", nil
-	}
-	return res[0].ID, nil
-}
-
-func toEvent(m redis.XMessage) presence.Event {
-	e := presence.Event{ID: m.ID}
-	e.Type, _ = m.Values["type"].(string)
-	e.User, _ = m.Values["user"].(string)
-	if at, ok := m.Values["at"].(string); ok {
-		if ms, err := strconv.ParseInt(at, 10, 64); err == nil {
-			e.At = time.UnixMilli(ms).UTC()
+// events appends the entry's transitions after the first skip to out.
+func (m streamEntry) events(out []presence.Event, skip int) []presence.Event {
+	var at time.Time
+	var typ, user string
+	for i := 0; i+1 < len(m.fields); i += 2 {
+		switch m.fields[i] {
+		case "at":
+			if ms, err := strconv.ParseInt(m.fields[i+1], 10, 64); err == nil {
+				at = time.UnixMilli(ms).UTC()
+			}
+		case "type": // the format of one transition per entry
+			typ = m.fields[i+1]
+		case "user":
+			user = m.fields[i+1]
 		}
 	}
-	return e
+	if typ != "" {
+		if skip == 0 {
+			out = append(out, presence.Event{ID: m.id, Type: typ, User: user, At: at})
+		}
+		return out
+	}
+	k := 0
+	for i := 0; i+1 < len(m.fields); i += 2 {
+		kind := ""
+		switch m.fields[i] {
+		case "+":
+			kind = "online"
+		case "-":
+			kind = "offline"
+		default:
+			continue
+		}
+		if k >= skip {
+			out = append(out, presence.Event{ID: eventID(m.id, k), Type: kind, User: m.fields[i+1], At: at})
+		}
+		k++
+	}
+	return out
 }
 
 // leaseScript renews or takes the webhook lease.

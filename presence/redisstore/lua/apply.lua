@@ -9,7 +9,7 @@
 -- ARGV[6], ARGV[7], ... pairs of user id, change in that user's connections
 --
 -- Emits an online/offline event for every user whose cluster-wide count
--- crosses 0. Returns the number of online users, or the error "RESYNC ..." without
+-- crosses 0, all in one stream entry. Returns the number of online users, or the error "RESYNC ..." without
 -- writing anything when the node is not registered, its sequence differs
 -- (a write was lost) or a delta would take a count below zero.
 
@@ -52,4 +52,5 @@ redis.call('HINCRBY', KEYS[4], node, guests)
 redis.call('HSET', KEYS[5], node, ARGV[4])
 
 touch_epoch(now)
+flush(now)
 return publish(prefix, now)

@@ -57,6 +57,7 @@ for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   changed = true
 end
 local took, more, finished = reap_some(prefix, BUDGET, now)
+flush(now)
 for _, v in ipairs(empty) do
   finished[#finished + 1] = v
 end

@@ -23,6 +23,7 @@ if not held or lease_owner(held) == ARGV[3] then
 end
 touch_epoch(now)
 local _, more, finished = reap_some(ARGV[1], BUDGET, now)
+flush(now)
 for _, v in ipairs(retired) do
   finished[#finished + 1] = v
 end

@@ -16,9 +16,11 @@
 --                               rewriting shares that Redis lost
 --   KEYS[8]  <prefix>:node:<id> HASH user -> connections on this node
 --   KEYS[9]  <prefix>:nodeinfo:<id> STRING this node's load figures (JSON)
---   KEYS[10] <prefix>:events   STREAM online/offline transitions, fields
---                               type (online|offline), user, at (ms); trimmed
---                               with MAXLEN ~ EVENTS_MAXLEN
+--   KEYS[10] <prefix>:events   STREAM online/offline transitions: one entry
+--                               per script call that made any (see flush),
+--                               fields at (ms), then "+" user (online) or
+--                               "-" user (offline) per transition, in order;
+--                               trimmed to about EVENTS_MAXLEN transitions
 --   KEYS[K_OLD]     <prefix>:old:<id> HASH user -> connections: the part of the
 --                   node's previous share a rewrite in progress has not
 --                   replaced yet (see sync.lua)
@@ -41,9 +43,11 @@
 -- lines put before this file.
 --
 -- Transitions: every change of a user's count in KEYS[2] goes through
--- add_user, which appends an event to KEYS[10] when the count crosses 0.
--- KEYS[2] is the cluster-wide count, so each transition is emitted once
--- for the whole cluster, by the script that made it.
+-- add_user, which records an event (emit) when the count crosses 0, and
+-- every script that may change KEYS[2] calls flush before it returns, which
+-- writes the call's events to KEYS[10] as one entry. KEYS[2] is the
+-- cluster-wide count, so each transition is emitted once for the whole
+-- cluster, by the script that made it.
 --
 -- Bounded work: no script changes more than about BUDGET users, so none
 -- holds Redis for more than a few milliseconds whatever a share's size. A
@@ -93,9 +97,37 @@ local function seq_num(seq)
   return tonumber(string.match(seq or '', '^(%d+)') or '-1')
 end
 
--- emit appends one transition to the events stream.
-local function emit(kind, user, now)
-  redis.call('XADD', KEYS[10], 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', kind, 'user', user, 'at', now)
+-- The call's transitions, in the order it made them, as the field/value
+-- pairs of its stream entry: "+", user for online, "-", user for offline.
+-- One XADD per call instead of one per transition, which cost about a
+-- third of Redis's time per connect (BENCHMARKS.md).
+local events = {}
+
+-- emit records one transition (kind 'online' or 'offline') for flush.
+local function emit(kind, user)
+  events[#events + 1] = kind == 'online' and '+' or '-'
+  events[#events + 1] = user
+end
+
+-- EVENTS_PER_ENTRY bounds an entry, as unpack (Lua's C stack) bounds the
+-- arguments of one redis.call; a call with more transitions writes several
+-- entries in a row.
+local EVENTS_PER_ENTRY = 2000
+
+-- flush writes the transitions emit recorded to the events stream as one
+-- entry "at <now> +|- <user> ...", or several of EVENTS_PER_ENTRY, and
+-- forgets them. A reader names the k-th transition (from 0) of entry <id>
+-- "<id>" for k = 0 and "<id>.<k>" after (see who.go). MAXLEN counts
+-- entries, so each XADD trims to EVENTS_MAXLEN / (its transitions) entries:
+-- about EVENTS_MAXLEN transitions kept when calls are alike in size.
+local function flush(now)
+  local n = #events
+  for i = 1, n, 2 * EVENTS_PER_ENTRY do
+    local j = math.min(n, i + 2 * EVENTS_PER_ENTRY - 1)
+    local keep = math.max(1, math.floor(EVENTS_MAXLEN * 2 / (j - i + 1)))
+    redis.call('XADD', KEYS[10], 'MAXLEN', '~', keep, '*', 'at', now, unpack(events, i, j))
+  end
+  events = {}
 end
 
 -- add_user changes a user's cluster-wide count by d (dropping it at 0) and
@@ -112,9 +144,9 @@ local function add_user(user, d, now, quiet)
   end
   local before = left - d
   if before <= 0 and left > 0 then
-    emit('online', user, now)
+    emit('online', user)
   elseif before > 0 and left <= 0 then
-    emit('offline', user, now)
+    emit('offline', user)
   end
   return left
 end

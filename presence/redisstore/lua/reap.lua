@@ -11,6 +11,7 @@
 local prefix = ARGV[1]
 local now = now_ms()
 local took, more, finished = reap_some(prefix, BUDGET, now)
+flush(now)
 local online
 if took > 0 then
   online = publish(prefix, now)

@@ -73,7 +73,7 @@ local function settle(user, have)
     else
       redis.call('HDEL', KEYS[2], user)
       if have > 0 then
-        emit('offline', user, now)
+        emit('offline', user)
       end
     end
     fixed = fixed + 1
@@ -96,6 +96,7 @@ for i = 1, #own[2], 2 do
   end
 end
 
+flush(now)
 if fixed > 0 then
   publish(prefix, now)
 end

@@ -145,10 +145,12 @@ if phase == 'd' and work < BUDGET then
     if ARGV[6] ~= '' then
       redis.call('SET', KEYS[9], ARGV[6], 'PX', ttl)
     end
+    flush(now)
     return {'done', publish(prefix, now), peak_of(prefix, now)}
   end
 end
 
+flush(now)
 redis.call('HSET', KEYS[K_REWRITE], node, S .. ':' .. phase .. ':' .. done .. ':' .. total .. ':' .. cursor)
 publish(prefix, now)
 return {'more', done}
