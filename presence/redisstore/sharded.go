@@ -735,79 +735,77 @@ func (s *Sharded) LastEventID(ctx context.Context) (string, error) {
 }
 
 // ReadEvents implements presence.EventLog: the events after after on
-// every shard, in the order of their times. On one server (or through
-// Sentinel) every shard's stream is read in one XREAD, which blocks;
-// on a Cluster, where one XREAD cannot span slots, each shard is read
-// without blocking, every 100 ms until block has passed.
+// every shard (each read as Store.ReadEvents reads, concurrently), in the
+// order of their times. When there are none yet and block > 0 it waits:
+// on one server (or through Sentinel) in one XREAD BLOCK on every
+// shard's stream; on a Cluster, where one XREAD cannot span slots, by
+// reading the shards again every 100 ms until block has passed.
 func (s *Sharded) ReadEvents(ctx context.Context, after string, count int, block time.Duration) ([]presence.Event, error) {
 	pos, err := decodePositions(after, len(s.shards))
 	if err != nil {
 		return nil, err
 	}
+	deadline := time.Now().Add(block)
+	for {
+		per, err := s.readShards(ctx, pos, count)
+		if err != nil || anyEvents(per) || !time.Now().Before(deadline) {
+			return mergeEvents(per, pos), err
+		}
+		if s.poll == 0 {
+			if err := s.waitTogether(ctx, pos, time.Until(deadline)); err != nil {
+				return nil, err
+			}
+			deadline = time.Now() // read once more, then return
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(min(s.poll, time.Until(deadline))):
+		}
+	}
+}
+
+// readShards reads every shard's events after its position, concurrently.
+func (s *Sharded) readShards(ctx context.Context, pos []string, count int) ([][]presence.Event, error) {
 	per := make([][]presence.Event, len(s.shards))
-	if s.poll == 0 {
-		per, err = s.readTogether(ctx, pos, count, block)
+	errs := s.each(s.all(), func(i int) error {
+		var err error
+		per[i], err = s.shards[i].ReadEvents(ctx, pos[i], count, 0)
+		return err
+	})
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-	} else {
-		deadline := time.Now().Add(block)
-		for {
-			errs := s.each(s.all(), func(i int) error {
-				var err error
-				per[i], err = s.shards[i].ReadEvents(ctx, pos[i], count, 0)
-				return err
-			})
-			for _, err := range errs {
-				if err != nil {
-					return nil, err
-				}
-			}
-			if anyEvents(per) || !time.Now().Before(deadline) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return nil, nil
-			case <-time.After(min(s.poll, time.Until(deadline))):
-			}
-		}
-	}
-	return mergeEvents(per, pos), nil
-}
-
-// readTogether reads every shard's stream in one XREAD (one server).
-func (s *Sharded) readTogether(ctx context.Context, pos []string, count int, block time.Duration) ([][]presence.Event, error) {
-	streams := make([]string, 0, 2*len(pos))
-	at := map[string]int{}
-	for i, sh := range s.shards {
-		streams = append(streams, sh.events)
-		at[sh.events] = i
-	}
-	for _, p := range pos {
-		streams = append(streams, p)
-	}
-	args := &redis.XReadArgs{Streams: streams, Count: int64(max(count, 1)), Block: -1}
-	if block > 0 {
-		args.Block = block
-	}
-	ctx, cancel := context.WithTimeout(ctx, max(block, 0)+time.Second)
-	defer cancel()
-	res, err := s.rdb.XRead(ctx, args).Result()
-	per := make([][]presence.Event, len(pos))
-	if errors.Is(err, redis.Nil) {
-		return per, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("redisstore: read events: %w", err)
-	}
-	for _, st := range res {
-		i := at[st.Stream]
-		for _, m := range st.Messages {
-			per[i] = append(per[i], toEvent(m))
-		}
 	}
 	return per, nil
+}
+
+// waitTogether waits up to block for an entry after pos in any shard's
+// stream, in one XREAD (one server holds every stream).
+func (s *Sharded) waitTogether(ctx context.Context, pos []string, block time.Duration) error {
+	if block <= 0 {
+		return nil
+	}
+	streams := make([]string, 0, 2*len(pos))
+	for _, sh := range s.shards {
+		streams = append(streams, sh.events)
+	}
+	for _, p := range pos {
+		at, err := parseEventID(p)
+		if err != nil {
+			return err
+		}
+		streams = append(streams, at.entry)
+	}
+	ctx, cancel := context.WithTimeout(ctx, block+time.Second)
+	defer cancel()
+	err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: streams, Count: 1, Block: block}).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("redisstore: read events: %w", err)
+	}
+	return nil
 }
 
 func anyEvents(per [][]presence.Event) bool {
