@@ -213,6 +213,7 @@ type storeResult struct {
 	rewriteBig, rewriteAll   time.Duration // the same with every node at once; every node
 	hbErrors                 int64
 	keysPerMaster            string
+	scriptBusy               []time.Duration // per master: time in scripts during the connects
 	online, hlen, expected   int64
 }
 
@@ -250,6 +251,42 @@ func (s *storeSim) usedMemory(ctx context.Context) (int64, error) {
 		return errors.New("INFO memory has no used_memory")
 	})
 	return total.Load(), err
+}
+
+// scriptTime returns, for each master, the time Redis spent running
+// scripts (INFO commandstats, EVAL and EVALSHA: a script's time includes
+// the commands it runs) since the last CONFIG RESETSTAT, longest first.
+func (s *storeSim) scriptTime(ctx context.Context) ([]time.Duration, error) {
+	var mu sync.Mutex
+	var out []time.Duration
+	err := s.masters(ctx, func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "commandstats").Result()
+		if err != nil {
+			return err
+		}
+		var usec int64
+		for _, line := range strings.Split(info, "\n") {
+			line = strings.TrimSpace(line)
+			if !strings.HasPrefix(line, "cmdstat_evalsha:") && !strings.HasPrefix(line, "cmdstat_eval:") {
+				continue
+			}
+			for _, f := range strings.Split(line[strings.IndexByte(line, ':')+1:], ",") {
+				if v, ok := strings.CutPrefix(f, "usec="); ok {
+					n, err := strconv.ParseInt(v, 10, 64)
+					if err != nil {
+						return fmt.Errorf("INFO commandstats: %q", line)
+					}
+					usec += n
+				}
+			}
+		}
+		mu.Lock()
+		out = append(out, time.Duration(usec)*time.Microsecond)
+		mu.Unlock()
+		return nil
+	})
+	slices.SortFunc(out, func(a, b time.Duration) int { return int(b - a) })
+	return out, err
 }
 
 // longestScript returns the longest script call (EVAL, EVALSHA, FCALL and
@@ -407,6 +444,9 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 	// a time, then the other half with every node writing at once.
 	s.logf("connecting %d users over %d nodes, %d a batch", o.users, o.nodes, o.batch)
 	half := func(n *simNode) int { return n.n / 2 }
+	if err := s.masters(ctx, func(ctx context.Context, c *redis.Client) error { return c.ConfigResetStat(ctx).Err() }); err != nil {
+		return nil, fmt.Errorf("CONFIG RESETSTAT: %w", err)
+	}
 	start := time.Now()
 	seqN := 0
 	for _, n := range nodes {
@@ -430,6 +470,9 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 		return nil, err
 	}
 	r.concRate = float64(o.users-seqN) / time.Since(start).Seconds()
+	if r.scriptBusy, err = s.scriptTime(ctx); err != nil {
+		return nil, err
+	}
 	if r.afterConnect, err = s.usedMemory(ctx); err != nil {
 		return nil, err
 	}
@@ -830,6 +873,16 @@ func avgP99(ds []time.Duration) (avg, p99, longest float64) {
 	return ms(sum / time.Duration(len(ds))), ms(ds[min(len(ds)-1, len(ds)*99/100)]), ms(ds[len(ds)-1])
 }
 
+// capacity is the connects per second of script time of the busiest
+// master during the connects: what the masters sustain when each has a
+// core of its own (on this machine they share two with the bench).
+func (r *storeResult) capacity(o storeBenchOptions) float64 {
+	if len(r.scriptBusy) == 0 || r.scriptBusy[0] <= 0 {
+		return 0
+	}
+	return float64(o.users) / r.scriptBusy[0].Seconds()
+}
+
 func (r *storeResult) print(w io.Writer, o storeBenchOptions) {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	verdict := func(ok bool) string {
@@ -852,6 +905,12 @@ func (r *storeResult) print(w io.Writer, o storeBenchOptions) {
 	fmt.Fprintf(tw, "connects/s, one Apply at a time\t%.0f\t>= %d\t%s\n", r.seqRate, storeGoalConnectsPerS, verdict(r.seqRate >= storeGoalConnectsPerS))
 	fmt.Fprintf(tw, "connects/s, %d nodes at once\t%.0f\t>= %d\t%s\n", o.nodes, r.concRate, storeGoalConnectsPerS, verdict(r.concRate >= storeGoalConnectsPerS))
 	fmt.Fprintf(tw, "connects/s, the %d-user node alone\t%.0f\t\t\n", o.reapUsers, r.bigRate)
+	busy := make([]string, len(r.scriptBusy))
+	for i, d := range r.scriptBusy {
+		busy[i] = fmt.Sprintf("%.0f", ms(d))
+	}
+	fmt.Fprintf(tw, "Redis time in scripts during the connects, per master\t%s ms\t\t\n", strings.Join(busy, " / "))
+	fmt.Fprintf(tw, "  connects per second of the busiest master's script time (its capacity with a core of its own)\t%.0f\t\t\n", r.capacity(o))
 	fmt.Fprintf(tw, "longest script: connects / reap / rewrite (SLOWLOG)\t%.2f / %.2f / %.2f ms\t<= %v\t%s\n",
 		ms(r.scriptConnect), ms(r.scriptReap), ms(r.scriptRewrte), storeGoalScript, verdict(longest <= storeGoalScript))
 	a, p, m := avgP99(r.hbQuiet)
@@ -875,6 +934,6 @@ func (r *storeResult) print(w io.Writer, o storeBenchOptions) {
 	tw.Flush()
 	fmt.Fprintf(w, "keys per master before the final FLUSHALL: %s\n", r.keysPerMaster)
 	aq, pq, _ := avgP99(r.hbQuiet)
-	fmt.Fprintf(w, "summary users %d nodes %d shards %d bytes/user %.1f seq-conns/s %.0f conc-conns/s %.0f longest-script-ms %.2f hb-avg-ms %.2f hb-p99-ms %.2f reap-ms %.2f rewrite-ms %.2f rewrite-all-ms %.2f online %d hlen %d expected %d errors %d\n",
-		o.users, o.nodes, o.shards, bpu, r.seqRate, r.concRate, ms(longest), aq, pq, ms(r.reapTotal), ms(r.rewriteAlone), ms(r.rewriteAll), r.online, r.hlen, r.expected, r.hbErrors)
+	fmt.Fprintf(w, "summary users %d nodes %d shards %d bytes/user %.1f seq-conns/s %.0f conc-conns/s %.0f capacity-conns/s %.0f longest-script-ms %.2f hb-avg-ms %.2f hb-p99-ms %.2f reap-ms %.2f rewrite-ms %.2f rewrite-all-ms %.2f online %d hlen %d expected %d errors %d\n",
+		o.users, o.nodes, o.shards, bpu, r.seqRate, r.concRate, r.capacity(o), ms(longest), aq, pq, ms(r.reapTotal), ms(r.rewriteAlone), ms(r.rewriteAll), r.online, r.hlen, r.expected, r.hbErrors)
 }

@@ -28,12 +28,12 @@ func benchStoreSmoke(t *testing.T, shards string) {
 	rs := testenv.StartRedis(t)
 	out := benchRun(t, "store", "--redis-url", rs.URL(), "--users", "5000", "--nodes", "5", "--reap-users", "2000",
 		"--node-ttl", "1500ms", "--heartbeat-interval", "500ms", "--timeout", "50s", "--shards", shards)
-	s := numbers(t, out, "summary", "users", "nodes", "shards", "bytes/user", "seq-conns/s", "conc-conns/s", "longest-script-ms",
+	s := numbers(t, out, "summary", "users", "nodes", "shards", "bytes/user", "seq-conns/s", "conc-conns/s", "capacity-conns/s", "longest-script-ms",
 		"hb-avg-ms", "hb-p99-ms", "reap-ms", "rewrite-ms", "rewrite-all-ms", "online", "hlen", "expected", "errors")
 	if s["users"] != 5000 || s["nodes"] != 5 || s["shards"] != numberOf(t, shards) || s["expected"] != 7000 || s["online"] != 7000 || s["hlen"] != 7000 || s["errors"] != 0 {
 		t.Fatalf("summary %v: want 5000 users on 5 nodes, then 7000 with the extra node, counted exactly, no errors:\n%s", s, out)
 	}
-	for _, k := range []string{"bytes/user", "seq-conns/s", "conc-conns/s", "longest-script-ms", "hb-avg-ms", "reap-ms", "rewrite-all-ms"} {
+	for _, k := range []string{"bytes/user", "seq-conns/s", "conc-conns/s", "capacity-conns/s", "longest-script-ms", "hb-avg-ms", "reap-ms", "rewrite-all-ms"} {
 		if s[k] <= 0 {
 			t.Errorf("%s = %v, want a positive figure:\n%s", k, s[k], out)
 		}

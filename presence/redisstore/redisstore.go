@@ -581,6 +581,29 @@ func (s *Store) Repair(ctx context.Context, node string, seq uint64, users, conn
 // sequence the node expects (the share's figures mean nothing then).
 type shareFigures struct{ Users, Conns, Guests int64 }
 
+// figures returns the node's share as Redis holds it, in one
+// transaction, when Redis holds seq for the node (else Users is -1).
+func (s *Store) figures(ctx context.Context, node string, seq uint64) (shareFigures, error) {
+	var held, conns, guests *redis.StringCmd
+	var users *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		held = p.HGet(ctx, s.prefix+":seq", node)
+		users = p.HLen(ctx, s.prefix+":node:"+node)
+		conns = p.HGet(ctx, s.prefix+":conns", node)
+		guests = p.HGet(ctx, s.prefix+":guests", node)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return shareFigures{}, wrap("repair", err)
+	}
+	if held.Val() != s.seq(seq) {
+		return shareFigures{Users: -1, Conns: -1, Guests: -1}, nil
+	}
+	c, _ := strconv.ParseInt(conns.Val(), 10, 64)
+	g, _ := strconv.ParseInt(guests.Val(), 10, 64)
+	return shareFigures{Users: users.Val(), Conns: c, Guests: g}, nil
+}
+
 // repairShare is Repair, also returning the node's share as Redis holds it.
 func (s *Store) repairShare(ctx context.Context, node string, seq uint64, users, conns, guests int64) (int64, shareFigures, error) {
 	cursor := "0"

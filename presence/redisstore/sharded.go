@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,6 +53,8 @@ type Sharded struct {
 	home   *redis.Script
 	poll   time.Duration // how often ReadEvents polls the shards on a Cluster; 0: one blocking XREAD
 
+	repairs atomic.Uint64 // Repair calls: which shard repairs next
+
 	mu     sync.Mutex
 	seqs   map[string]*nodeSeqs // what the shards hold for each node this store wrote
 	states []shardState         // newest state seen of each shard
@@ -68,10 +71,11 @@ type nodeSeqs struct {
 
 // shardState is what a shard's writing script returns about the shard.
 type shardState struct {
-	raw      string // "<ms>:<version>:<users>:<rewriting>"
-	ms, ver  int64
-	users    int64
-	received bool
+	raw       string // "<ms>:<version>:<users>:<rewriting>"
+	ms, ver   int64
+	users     int64
+	rewriting bool
+	received  bool
 }
 
 func parseShardState(raw string) (shardState, bool) {
@@ -87,7 +91,7 @@ func parseShardState(raw string) (shardState, bool) {
 		}
 		v[i] = n
 	}
-	return shardState{raw: raw, ms: v[0], ver: v[1], users: v[2], received: true}, true
+	return shardState{raw: raw, ms: v[0], ver: v[1], users: v[2], rewriting: f[3] == "1", received: true}, true
 }
 
 func (a shardState) newer(b shardState) bool {
@@ -107,8 +111,13 @@ func (h *shardHook) report(raw string) {
 	}
 	s := h.s
 	s.mu.Lock()
-	if st.newer(s.states[h.i]) {
-		s.states[h.i], s.dirty[h.i] = st, true
+	if cur := s.states[h.i]; st.newer(cur) {
+		// Handed over at once only when what it says changed; the
+		// next heartbeat hands every shard's newest state over anyway.
+		if st.users != cur.users || st.rewriting != cur.rewriting || !cur.received {
+			s.dirty[h.i] = true
+		}
+		s.states[h.i] = st
 	}
 	s.mu.Unlock()
 }
@@ -505,43 +514,46 @@ func (s *Sharded) Leave(ctx context.Context, node string) error {
 	return err
 }
 
-// Repair implements presence.Repairer: each shard checks a slice of its
-// users hash, and the node's parts of the shards, summed, are checked
-// against users, conns and guests.
+// Repair implements presence.Repairer: the node's parts of the shards,
+// read in one transaction per shard and summed, are checked against users,
+// conns and guests; and one shard, the next in turn for this node, checks
+// a slice of its users hash against its shares (repair.lua), so that a
+// node's repair costs about what it costs without shards, and the shards
+// are covered as fast, each being 1/N of the users.
 func (s *Sharded) Repair(ctx context.Context, node string, seq uint64, users, conns, guests int64) (int64, error) {
 	held, current := s.seqsOf(node, seq)
 	if !current {
 		users, conns, guests = -1, -1, -1
 	}
-	fixed := make([]int64, len(s.shards))
 	figures := make([]shareFigures, len(s.shards))
 	errs := s.each(s.all(), func(i int) error {
 		var err error
-		fixed[i], figures[i], err = s.shards[i].repairShare(ctx, node, held[i], -1, -1, -1)
+		figures[i], err = s.shards[i].figures(ctx, node, held[i])
 		return err
 	})
-	var total int64
-	for _, f := range fixed {
-		total += f
-	}
 	if err := combine(errs, false); err != nil {
-		return total, err
+		return 0, err
+	}
+	k := int(s.repairs.Add(1) % uint64(len(s.shards)))
+	fixed, _, err := s.shards[k].repairShare(ctx, node, held[k], -1, -1, -1)
+	if err != nil {
+		return fixed, err
 	}
 	if _, err := s.pushHome(ctx, false); err != nil {
-		return total, err
+		return fixed, err
 	}
 	var sum shareFigures
 	for _, f := range figures {
 		if f.Users < 0 {
-			return total, nil // a shard holds another sequence: the heartbeat says so
+			return fixed, nil // a shard holds another sequence: the heartbeat says so
 		}
 		sum.Users, sum.Conns, sum.Guests = sum.Users+f.Users, sum.Conns+f.Conns, sum.Guests+f.Guests
 	}
 	if (users >= 0 && sum.Users != users) || (conns >= 0 && sum.Conns != conns) || (guests >= 0 && sum.Guests != guests) {
-		return total, fmt.Errorf("redisstore: repair: %w (the shares in Redis hold %d users, %d connections, %d guests; the node %d, %d, %d)",
+		return fixed, fmt.Errorf("redisstore: repair: %w (the shares in Redis hold %d users, %d connections, %d guests; the node %d, %d, %d)",
 			presence.ErrResync, sum.Users, sum.Conns, sum.Guests, users, conns, guests)
 	}
-	return total, nil
+	return fixed, nil
 }
 
 // Counts implements presence.Reader: the sums of the shards' counts, read
