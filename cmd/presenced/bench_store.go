@@ -213,7 +213,7 @@ type storeResult struct {
 	rewriteBig, rewriteAll   time.Duration // the same with every node at once; every node
 	hbErrors                 int64
 	keysPerMaster            string
-	scriptBusy               []time.Duration // per master: time in scripts during the connects
+	redisCPU                 []time.Duration // per master, busiest first: CPU time of its main thread during the connects
 	online, hlen, expected   int64
 }
 
@@ -253,40 +253,48 @@ func (s *storeSim) usedMemory(ctx context.Context) (int64, error) {
 	return total.Load(), err
 }
 
-// scriptTime returns, for each master, the time Redis spent running
-// scripts (INFO commandstats, EVAL and EVALSHA: a script's time includes
-// the commands it runs) since the last CONFIG RESETSTAT, longest first.
-func (s *storeSim) scriptTime(ctx context.Context) ([]time.Duration, error) {
+// cpuTimes returns each master's CPU time so far (INFO cpu, main thread,
+// user + system), in the order of addresses.
+func (s *storeSim) cpuTimes(ctx context.Context) (map[string]time.Duration, error) {
 	var mu sync.Mutex
-	var out []time.Duration
+	out := map[string]time.Duration{}
 	err := s.masters(ctx, func(ctx context.Context, c *redis.Client) error {
-		info, err := c.Info(ctx, "commandstats").Result()
+		info, err := c.Info(ctx, "cpu").Result()
 		if err != nil {
 			return err
 		}
-		var usec int64
+		var secs float64
 		for _, line := range strings.Split(info, "\n") {
-			line = strings.TrimSpace(line)
-			if !strings.HasPrefix(line, "cmdstat_evalsha:") && !strings.HasPrefix(line, "cmdstat_eval:") {
-				continue
-			}
-			for _, f := range strings.Split(line[strings.IndexByte(line, ':')+1:], ",") {
-				if v, ok := strings.CutPrefix(f, "usec="); ok {
-					n, err := strconv.ParseInt(v, 10, 64)
-					if err != nil {
-						return fmt.Errorf("INFO commandstats: %q", line)
-					}
-					usec += n
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if ok && (k == "used_cpu_user_main_thread" || k == "used_cpu_sys_main_thread") {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return fmt.Errorf("INFO cpu: %q", line)
 				}
+				secs += f
 			}
 		}
 		mu.Lock()
-		out = append(out, time.Duration(usec)*time.Microsecond)
+		out[c.Options().Addr] = time.Duration(secs * float64(time.Second))
 		mu.Unlock()
 		return nil
 	})
-	slices.SortFunc(out, func(a, b time.Duration) int { return int(b - a) })
 	return out, err
+}
+
+// cpuSince returns each master's CPU time since before (from cpuTimes),
+// busiest first.
+func (s *storeSim) cpuSince(ctx context.Context, before map[string]time.Duration) ([]time.Duration, error) {
+	now, err := s.cpuTimes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []time.Duration
+	for addr, t := range now {
+		out = append(out, t-before[addr])
+	}
+	slices.SortFunc(out, func(a, b time.Duration) int { return int(b - a) })
+	return out, nil
 }
 
 // longestScript returns the longest script call (EVAL, EVALSHA, FCALL and
@@ -444,8 +452,9 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 	// a time, then the other half with every node writing at once.
 	s.logf("connecting %d users over %d nodes, %d a batch", o.users, o.nodes, o.batch)
 	half := func(n *simNode) int { return n.n / 2 }
-	if err := s.masters(ctx, func(ctx context.Context, c *redis.Client) error { return c.ConfigResetStat(ctx).Err() }); err != nil {
-		return nil, fmt.Errorf("CONFIG RESETSTAT: %w", err)
+	cpuBefore, err := s.cpuTimes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("INFO cpu: %w", err)
 	}
 	start := time.Now()
 	seqN := 0
@@ -470,7 +479,7 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 		return nil, err
 	}
 	r.concRate = float64(o.users-seqN) / time.Since(start).Seconds()
-	if r.scriptBusy, err = s.scriptTime(ctx); err != nil {
+	if r.redisCPU, err = s.cpuSince(ctx, cpuBefore); err != nil {
 		return nil, err
 	}
 	if r.afterConnect, err = s.usedMemory(ctx); err != nil {
@@ -873,14 +882,14 @@ func avgP99(ds []time.Duration) (avg, p99, longest float64) {
 	return ms(sum / time.Duration(len(ds))), ms(ds[min(len(ds)-1, len(ds)*99/100)]), ms(ds[len(ds)-1])
 }
 
-// capacity is the connects per second of script time of the busiest
-// master during the connects: what the masters sustain when each has a
-// core of its own (on this machine they share two with the bench).
+// capacity is the connects per CPU second of the busiest master during
+// the connects: what the masters sustain when each has a core of its own
+// (on this machine they share two with the bench process).
 func (r *storeResult) capacity(o storeBenchOptions) float64 {
-	if len(r.scriptBusy) == 0 || r.scriptBusy[0] <= 0 {
+	if len(r.redisCPU) == 0 || r.redisCPU[0] <= 0 {
 		return 0
 	}
-	return float64(o.users) / r.scriptBusy[0].Seconds()
+	return float64(o.users) / r.redisCPU[0].Seconds()
 }
 
 func (r *storeResult) print(w io.Writer, o storeBenchOptions) {
@@ -905,12 +914,12 @@ func (r *storeResult) print(w io.Writer, o storeBenchOptions) {
 	fmt.Fprintf(tw, "connects/s, one Apply at a time\t%.0f\t>= %d\t%s\n", r.seqRate, storeGoalConnectsPerS, verdict(r.seqRate >= storeGoalConnectsPerS))
 	fmt.Fprintf(tw, "connects/s, %d nodes at once\t%.0f\t>= %d\t%s\n", o.nodes, r.concRate, storeGoalConnectsPerS, verdict(r.concRate >= storeGoalConnectsPerS))
 	fmt.Fprintf(tw, "connects/s, the %d-user node alone\t%.0f\t\t\n", o.reapUsers, r.bigRate)
-	busy := make([]string, len(r.scriptBusy))
-	for i, d := range r.scriptBusy {
+	busy := make([]string, len(r.redisCPU))
+	for i, d := range r.redisCPU {
 		busy[i] = fmt.Sprintf("%.0f", ms(d))
 	}
-	fmt.Fprintf(tw, "Redis time in scripts during the connects, per master\t%s ms\t\t\n", strings.Join(busy, " / "))
-	fmt.Fprintf(tw, "  connects per second of the busiest master's script time (its capacity with a core of its own)\t%.0f\t\t\n", r.capacity(o))
+	fmt.Fprintf(tw, "Redis CPU time during the connects, per master (INFO cpu, main thread)\t%s ms\t\t\n", strings.Join(busy, " / "))
+	fmt.Fprintf(tw, "  connects per CPU second of the busiest master (what it sustains with a core of its own)\t%.0f\t\t\n", r.capacity(o))
 	fmt.Fprintf(tw, "longest script: connects / reap / rewrite (SLOWLOG)\t%.2f / %.2f / %.2f ms\t<= %v\t%s\n",
 		ms(r.scriptConnect), ms(r.scriptReap), ms(r.scriptRewrte), storeGoalScript, verdict(longest <= storeGoalScript))
 	a, p, m := avgP99(r.hbQuiet)
