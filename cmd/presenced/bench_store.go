@@ -147,7 +147,7 @@ type simNode struct {
 
 	stopped atomic.Bool // no more heartbeats: dead or paused
 	dead    atomic.Bool
-	lastHB  atomic.Int64 // unix ns of the end of its last heartbeat
+	lastHB  atomic.Int64 // unix ns of the start of its last heartbeat (its leases were renewed after it)
 }
 
 // simStore is what a node's store does: a redisstore.Store or, with
@@ -841,7 +841,7 @@ func (s *storeSim) heartbeat(ctx context.Context, n *simNode) (hbSample, error) 
 	reaped, err := n.store.Heartbeat(cctx, n.seq, info)
 	h.end, h.reaped = time.Now(), reaped
 	if err == nil {
-		n.lastHB.Store(h.end.UnixNano())
+		n.lastHB.Store(h.start.UnixNano())
 		t0 := time.Now()
 		if _, rerr := n.store.Repair(cctx, n.id, n.seq, int64(n.online), int64(n.online), 0); rerr == nil {
 			h.repair = time.Since(t0)
