@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -32,6 +33,22 @@ const clusterNodeTimeout = 5 * time.Second
 type RedisCluster struct {
 	tb    testing.TB
 	Nodes []*Redis
+	// Password is every node's requirepass ("" for none); Do sends it.
+	Password string
+	// TLS holds the CA files of a TLS cluster (nil for a plain one).
+	TLS *TLSFiles
+}
+
+// ClusterOptions secure a cluster StartRedisClusterWith starts.
+type ClusterOptions struct {
+	// Password, when set, is every node's requirepass and masterauth.
+	Password string
+	// TLS makes every node listen for TLS only (port 0, tls-port; Addrs
+	// are the TLS addresses) with a certificate for 127.0.0.1 signed by a
+	// CA made for the test, and speak TLS on the cluster bus (tls-cluster)
+	// and to its masters (tls-replication). Clients are not asked for
+	// certificates. Do speaks TLS to such a node.
+	TLS bool
 }
 
 // StartRedisCluster starts three cluster-enabled redis-servers, joins them
@@ -39,25 +56,38 @@ type RedisCluster struct {
 // node reports cluster_state:ok. It fails the test if that takes over 30s.
 func StartRedisCluster(tb testing.TB) *RedisCluster {
 	tb.Helper()
+	return StartRedisClusterWith(tb, ClusterOptions{})
+}
+
+// StartRedisClusterWith is StartRedisCluster with a password and/or TLS.
+func StartRedisClusterWith(tb testing.TB, o ClusterOptions) *RedisCluster {
+	tb.Helper()
 	cli, err := redisCLIBinary()
 	if err != nil {
 		tb.Fatalf("testenv: %v", err)
 	}
-	c := &RedisCluster{tb: tb}
+	c := &RedisCluster{tb: tb, Password: o.Password}
+	if o.TLS {
+		c.TLS = newTLSFiles(tb)
+	}
 	for range 3 {
 		busPort := FreePort(tb)
-		c.Nodes = append(c.Nodes, startRedis(tb, func(r *Redis) {
-			r.extra = []string{
-				"--cluster-enabled", "yes",
-				"--cluster-config-file", filepath.Join(r.dir, "nodes.conf"),
-				"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout.Milliseconds())),
-				// The bus port defaults to port+10000, which may not
-				// exist for a high free port.
-				"--cluster-port", strconv.Itoa(busPort),
-			}
-		}))
+		extra := []string{
+			"--cluster-enabled", "yes",
+			"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout.Milliseconds())),
+			// The bus port defaults to port+10000, which may not
+			// exist for a high free port.
+			"--cluster-port", strconv.Itoa(busPort),
+		}
+		if o.TLS {
+			extra = append(extra, "--tls-cluster", "yes", "--tls-replication", "yes")
+		}
+		c.Nodes = append(c.Nodes, startNode(tb, c.TLS, o.Password, func(r *Redis) {
+			r.extra = append(r.extra, "--cluster-config-file", filepath.Join(r.dir, "nodes.conf"))
+		}, extra...))
 	}
-	args := []string{"--cluster", "create"}
+	args := cliSecurity(c.TLS, o.Password)
+	args = append(args, "--cluster", "create")
 	args = append(args, c.Addrs()...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	out, err := exec.Command(cli, args...).CombinedOutput()
@@ -70,6 +100,18 @@ func StartRedisCluster(tb testing.TB) *RedisCluster {
 		}
 	}
 	return c
+}
+
+// cliSecurity are the redis-cli arguments that reach nodes secured so.
+func cliSecurity(files *TLSFiles, password string) []string {
+	var args []string
+	if files != nil {
+		args = append(args, "--tls", "--cacert", files.CAFile)
+	}
+	if password != "" {
+		args = append(args, "-a", password, "--no-auth-warning")
+	}
+	return args
 }
 
 // Addrs returns the nodes' addresses, "127.0.0.1:port" each.
@@ -171,6 +213,26 @@ type RedisSentinel struct {
 	Name      string   // the master's name, "mymaster"
 	Data      []*Redis // the master and the replica, in start order
 	Sentinels []*Redis
+	// Password is the data nodes' requirepass, SentinelPassword the
+	// Sentinels' ("" for none); Do sends them.
+	Password, SentinelPassword string
+	// TLS holds the CA files of a TLS set (nil for a plain one).
+	TLS *TLSFiles
+}
+
+// SentinelOptions secure a set StartRedisSentinelWith starts.
+type SentinelOptions struct {
+	// Password, when set, is the data nodes' requirepass and masterauth,
+	// and the Sentinels' auth-pass for the master.
+	Password string
+	// SentinelPassword, when set, is the Sentinels' own requirepass (they
+	// also authenticate to each other with it).
+	SentinelPassword string
+	// TLS makes the data nodes and the Sentinels listen for TLS only, as
+	// ClusterOptions.TLS does, with tls-replication yes everywhere: the
+	// replica syncs, and the Sentinels reach the data nodes and each
+	// other, over TLS. Do speaks TLS to them.
+	TLS bool
 }
 
 // StartRedisSentinel starts the master, the replica (replicaof the master),
@@ -178,9 +240,25 @@ type RedisSentinel struct {
 // until each knows the replica and the two other Sentinels.
 func StartRedisSentinel(tb testing.TB) *RedisSentinel {
 	tb.Helper()
-	s := &RedisSentinel{tb: tb, Name: "mymaster"}
-	master := StartRedis(tb)
-	replica := StartRedisWith(tb, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port()))
+	return StartRedisSentinelWith(tb, SentinelOptions{})
+}
+
+// StartRedisSentinelWith is StartRedisSentinel with passwords and/or TLS.
+func StartRedisSentinelWith(tb testing.TB, o SentinelOptions) *RedisSentinel {
+	tb.Helper()
+	s := &RedisSentinel{tb: tb, Name: "mymaster", Password: o.Password, SentinelPassword: o.SentinelPassword}
+	if o.TLS {
+		s.TLS = newTLSFiles(tb)
+	}
+	var data []string
+	if o.Password != "" {
+		data = append(data, "--masterauth", o.Password)
+	}
+	if o.TLS {
+		data = append(data, "--tls-replication", "yes")
+	}
+	master := startNode(tb, s.TLS, o.Password, nil, data...)
+	replica := startNode(tb, s.TLS, o.Password, nil, append(data, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port()))...)
 	s.Data = []*Redis{master, replica}
 	waitUntil(tb, 20*time.Second, "replica in sync", func() (bool, string) {
 		info, err := replica.DoErr("INFO", "replication")
@@ -189,16 +267,34 @@ func StartRedisSentinel(tb testing.TB) *RedisSentinel {
 	for range 3 {
 		s.Sentinels = append(s.Sentinels, startRedis(tb, func(r *Redis) {
 			conf := filepath.Join(r.dir, "sentinel.conf")
+			if s.TLS != nil {
+				r.tlsConfig = s.TLS.config
+			}
+			r.password = o.SentinelPassword
 			r.args = func(dir string) []string {
 				// Sentinel rewrites its config file, so it is written
 				// fresh for each run (the tests never restart one).
-				body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+				var b strings.Builder
+				if s.TLS != nil {
+					fmt.Fprintf(&b, "port 0\ntls-port %d\ntls-cert-file %s\ntls-key-file %s\n"+
+						"tls-ca-cert-file %s\ntls-auth-clients no\ntls-replication yes\n",
+						r.port, s.TLS.certFile, s.TLS.keyFile, s.TLS.CAFile)
+				} else {
+					fmt.Fprintf(&b, "port %d\n", r.port)
+				}
+				if o.SentinelPassword != "" {
+					fmt.Fprintf(&b, "requirepass %s\n", o.SentinelPassword)
+				}
+				fmt.Fprintf(&b, "bind 127.0.0.1\ndir %s\n"+
 					"sentinel monitor %s 127.0.0.1 %d 2\n"+
 					"sentinel down-after-milliseconds %s 5000\n"+
 					"sentinel failover-timeout %s 10000\n"+
 					"sentinel parallel-syncs %s 1\n",
-					r.port, dir, s.Name, master.Port(), s.Name, s.Name, s.Name)
-				if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+					dir, s.Name, master.Port(), s.Name, s.Name, s.Name)
+				if o.Password != "" {
+					fmt.Fprintf(&b, "sentinel auth-pass %s %s\n", s.Name, o.Password)
+				}
+				if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
 					tb.Errorf("testenv: write sentinel.conf: %v", err)
 				}
 				return []string{conf, "--sentinel"}
@@ -215,6 +311,27 @@ func StartRedisSentinel(tb testing.TB) *RedisSentinel {
 		})
 	}
 	return s
+}
+
+// startNode starts a data node with the security given (files nil for
+// plain, password "" for none) and extra arguments; setup, when set,
+// adjusts it further.
+func startNode(tb testing.TB, files *TLSFiles, password string, setup func(r *Redis), extra ...string) *Redis {
+	tb.Helper()
+	return startRedis(tb, func(r *Redis) {
+		r.extra = append([]string(nil), extra...)
+		if files != nil {
+			r.tlsConfig = files.config
+			r.extra = append(r.extra, files.serverArgs()...)
+		}
+		if password != "" {
+			r.password = password
+			r.extra = append(r.extra, "--requirepass", password)
+		}
+		if setup != nil {
+			setup(r)
+		}
+	})
 }
 
 // Addrs returns the Sentinels' addresses comma-separated, as
@@ -300,15 +417,33 @@ func (s *RedisSentinel) Restart(outage time.Duration) {
 // test. The plain port stays open for Do.
 type RedisTLS struct {
 	*Redis
-	TLSPort     int
-	CAFile      string // PEM of the CA that signed the server's certificate
+	TLSPort int
+	TLSFiles
+}
+
+// TLSFiles are the CA files of a TLS server or deployment made for a test.
+type TLSFiles struct {
+	CAFile      string // PEM of the CA that signed the servers' certificate
 	WrongCAFile string // PEM of another CA, which did not
+
+	certFile, keyFile string      // the servers' certificate (for 127.0.0.1 and localhost) and key
+	config            *tls.Config // trusts CAFile, for Do
 }
 
 // StartRedisTLS generates the CAs and the server's certificate with
 // crypto/x509 and starts the server. Clients are not asked for
 // certificates.
 func StartRedisTLS(tb testing.TB) *RedisTLS {
+	tb.Helper()
+	t := &RedisTLS{TLSPort: FreePort(tb), TLSFiles: *newTLSFiles(tb)}
+	t.Redis = StartRedisWith(tb, append([]string{"--tls-port", strconv.Itoa(t.TLSPort)}, t.serverArgs()...)...)
+	return t
+}
+
+// newTLSFiles writes a CA, another CA, and a certificate for 127.0.0.1
+// and localhost signed by the first, made with crypto/x509, in a
+// temporary directory.
+func newTLSFiles(tb testing.TB) *TLSFiles {
 	tb.Helper()
 	dir := tb.TempDir()
 	ca, caKey, caPEM := newCA(tb, "presenced test CA")
@@ -320,8 +455,11 @@ func StartRedisTLS(tb testing.TB) *RedisTLS {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature,
+		// Client auth too: cluster nodes and replicas present it to
+		// their peers.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
@@ -342,15 +480,23 @@ func StartRedisTLS(tb testing.TB) *RedisTLS {
 			tb.Fatal(err)
 		}
 	}
-	t := &RedisTLS{TLSPort: FreePort(tb), CAFile: filepath.Join(dir, "ca.pem"), WrongCAFile: filepath.Join(dir, "wrong-ca.pem")}
-	t.Redis = StartRedisWith(tb,
-		"--tls-port", strconv.Itoa(t.TLSPort),
-		"--tls-cert-file", filepath.Join(dir, "server.pem"),
-		"--tls-key-file", filepath.Join(dir, "server.key"),
-		"--tls-ca-cert-file", t.CAFile,
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &TLSFiles{
+		CAFile: filepath.Join(dir, "ca.pem"), WrongCAFile: filepath.Join(dir, "wrong-ca.pem"),
+		certFile: filepath.Join(dir, "server.pem"), keyFile: filepath.Join(dir, "server.key"),
+		config: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}
+}
+
+// serverArgs are the redis-server arguments that serve f's certificate.
+func (f *TLSFiles) serverArgs() []string {
+	return []string{
+		"--tls-cert-file", f.certFile,
+		"--tls-key-file", f.keyFile,
+		"--tls-ca-cert-file", f.CAFile,
 		"--tls-auth-clients", "no",
-	)
-	return t
+	}
 }
 
 // TLSURL returns the TLS address as a REDIS_URL, "rediss://127.0.0.1:port".

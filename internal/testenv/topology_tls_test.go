@@ -1,0 +1,45 @@
+package testenv
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestRedisClusterSecured: a cluster with a password and TLS only forms,
+// Do reaches its nodes, and a plain or password-less client is refused.
+func TestRedisClusterSecured(t *testing.T) {
+	t.Parallel()
+	c := StartRedisClusterWith(t, ClusterOptions{Password: "cluster-pw", TLS: true})
+	m := c.MasterOf("online_users")
+	if got := m.Do("SET", "online_users", "1"); got != "OK" {
+		t.Fatalf("SET on the slot's master = %q", got)
+	}
+	if got := m.Do("CONFIG", "GET", "port"); got != "[port 0]" {
+		t.Errorf("CONFIG GET port = %q, want 0: TLS only", got)
+	}
+	if got := m.Do("CONFIG", "GET", "tls-cluster"); got != "[tls-cluster yes]" {
+		t.Errorf("CONFIG GET tls-cluster = %q", got)
+	}
+	if _, err := redisDo(m.Addr(), redisDoTimeout, "PING"); err == nil {
+		t.Error("a plain PING on the TLS port got a reply")
+	}
+	if got, err := redisDoWith(m.Addr(), redisDoTimeout, c.TLS.config, "", "GET", "online_users"); err != nil || !strings.HasPrefix(got, "(error) NOAUTH") {
+		t.Errorf("GET without a password = %q, %v; want NOAUTH", got, err)
+	}
+}
+
+// TestRedisSentinelSecured: a TLS-only set with passwords on the data
+// nodes and the Sentinels forms and fails over.
+func TestRedisSentinelSecured(t *testing.T) {
+	t.Parallel()
+	s := StartRedisSentinelWith(t, SentinelOptions{Password: "data-pw", SentinelPassword: "sentinel-pw", TLS: true})
+	m := s.Master()
+	m.Do("SET", "k", "v")
+	if got, err := redisDoWith(s.Sentinels[0].Addr(), redisDoTimeout, s.TLS.config, "", "SENTINEL", "MASTERS"); err != nil || !strings.HasPrefix(got, "(error) NOAUTH") {
+		t.Errorf("SENTINEL MASTERS without a password = %q, %v; want NOAUTH", got, err)
+	}
+	next := s.Failover()
+	if got := next.Do("GET", "k"); got != "v" {
+		t.Errorf("GET k on the new master = %q, want the replicated v", got)
+	}
+}
