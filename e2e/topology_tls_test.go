@@ -1,0 +1,65 @@
+package e2e_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/internal/testenv"
+)
+
+// TestClusterTLSPassword: presenced on a Redis Cluster whose nodes speak
+// TLS only (tls-cluster yes, no plain port) and require a password,
+// configured with REDIS_CLUSTER_ADDRS, REDIS_PASSWORD and
+// REDIS_TLS_CA_FILE: a WebSocket client is counted in online_users (read
+// over TLS on the master of its slot) and in the overview. The same
+// cluster with the wrong password or CA is refused with that state.
+func TestClusterTLSPassword(t *testing.T) {
+	t.Parallel()
+	const password = "cluster-pass-4e8"
+	c := testenv.StartRedisClusterWith(t, testenv.ClusterOptions{Password: password, TLS: true})
+	holder := c.MasterOf(onlineKey)
+	env := map[string]string{"REDIS_CLUSTER_ADDRS": c.Seeds(), "REDIS_PASSWORD": password, "REDIS_TLS_CA_FILE": c.TLS.CAFile}
+
+	t.Run("counted", func(t *testing.T) {
+		t.Parallel()
+		n := StartNode(t, env)
+		waitConnectLines(t, n, 0, 5*time.Second)
+		waitRedisStatus(t, n, "up", "")
+		cl := Dial(t, n, Token(t, "tls-cluster-user"))
+		defer cl.Conn.Close()
+		waitRedis(t, holder, 5*time.Second, "online_users = 1", func() bool { return holder.Do("GET", onlineKey) == "1" })
+		// Right after the first write the counts are partial (the recovery
+		// window) and the overview comes from the node itself.
+		o := waitOverview(t, n, 10*time.Second, func(o Overview) bool { return o.Source == "redis" && o.OnlineUsers == 1 })
+		if o.OnlineConnections != 1 || o.Stale {
+			t.Errorf("overview %+v, want 1 connection, not stale", o)
+		}
+		if strings.Contains(n.Log(), password) {
+			t.Errorf("log shows the password:\n%s", n.Log())
+		}
+	})
+	for _, tc := range []struct {
+		name, key, value, state string
+	}{
+		{"wrong password", "REDIS_PASSWORD", "wrong-pass-5d2", "auth refused"},
+		{"wrong CA", "REDIS_TLS_CA_FILE", c.TLS.WrongCAFile, "tls failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := map[string]string{}
+			for k, v := range env {
+				e[k] = v
+			}
+			e[tc.key] = tc.value
+			n := StartNode(t, e)
+			n.WaitLog("Redis connection failed: "+tc.state, 5*time.Second)
+			waitRedisStatus(t, n, "down", tc.state)
+			for _, secret := range []string{password, "wrong-pass-5d2"} {
+				if strings.Contains(n.Log(), secret) {
+					t.Errorf("log shows a password:\n%s", n.Log())
+				}
+			}
+		})
+	}
+}
