@@ -49,6 +49,15 @@ type ClusterOptions struct {
 	// and to its masters (tls-replication). Clients are not asked for
 	// certificates. Do speaks TLS to such a node.
 	TLS bool
+	// CertHost, with TLS, is the only name in the nodes' certificate
+	// (no IP address), as with certificates issued for host names: a
+	// client dialing 127.0.0.1 cannot verify it.
+	CertHost string
+	// AnnounceHost, when set, is every node's cluster-announce-hostname
+	// and its preferred endpoint (cluster-preferred-endpoint-type
+	// hostname): CLUSTER SLOTS and redirections name it instead of
+	// 127.0.0.1.
+	AnnounceHost string
 }
 
 // StartRedisCluster starts three cluster-enabled redis-servers, joins them
@@ -68,7 +77,7 @@ func StartRedisClusterWith(tb testing.TB, o ClusterOptions) *RedisCluster {
 	}
 	c := &RedisCluster{tb: tb, Password: o.Password}
 	if o.TLS {
-		c.TLS = newTLSFiles(tb)
+		c.TLS = newTLSFiles(tb, o.CertHost)
 	}
 	for range 3 {
 		busPort := FreePort(tb)
@@ -81,6 +90,9 @@ func StartRedisClusterWith(tb testing.TB, o ClusterOptions) *RedisCluster {
 		}
 		if o.TLS {
 			extra = append(extra, "--tls-cluster", "yes", "--tls-replication", "yes")
+		}
+		if o.AnnounceHost != "" {
+			extra = append(extra, "--cluster-announce-hostname", o.AnnounceHost, "--cluster-preferred-endpoint-type", "hostname")
 		}
 		c.Nodes = append(c.Nodes, startNode(tb, c.TLS, o.Password, func(r *Redis) {
 			r.extra = append(r.extra, "--cluster-config-file", filepath.Join(r.dir, "nodes.conf"))
@@ -248,7 +260,7 @@ func StartRedisSentinelWith(tb testing.TB, o SentinelOptions) *RedisSentinel {
 	tb.Helper()
 	s := &RedisSentinel{tb: tb, Name: "mymaster", Password: o.Password, SentinelPassword: o.SentinelPassword}
 	if o.TLS {
-		s.TLS = newTLSFiles(tb)
+		s.TLS = newTLSFiles(tb, "")
 	}
 	var data []string
 	if o.Password != "" {
@@ -435,15 +447,16 @@ type TLSFiles struct {
 // certificates.
 func StartRedisTLS(tb testing.TB) *RedisTLS {
 	tb.Helper()
-	t := &RedisTLS{TLSPort: FreePort(tb), TLSFiles: *newTLSFiles(tb)}
+	t := &RedisTLS{TLSPort: FreePort(tb), TLSFiles: *newTLSFiles(tb, "")}
 	t.Redis = StartRedisWith(tb, append([]string{"--tls-port", strconv.Itoa(t.TLSPort)}, t.serverArgs()...)...)
 	return t
 }
 
 // newTLSFiles writes a CA, another CA, and a certificate for 127.0.0.1
 // and localhost signed by the first, made with crypto/x509, in a
-// temporary directory.
-func newTLSFiles(tb testing.TB) *TLSFiles {
+// temporary directory. With hostOnly set, the certificate names that
+// host alone, no IP address, and Do checks that name.
+func newTLSFiles(tb testing.TB, hostOnly string) *TLSFiles {
 	tb.Helper()
 	dir := tb.TempDir()
 	ca, caKey, caPEM := newCA(tb, "presenced test CA")
@@ -460,6 +473,9 @@ func newTLSFiles(tb testing.TB) *TLSFiles {
 		// their peers.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:    []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	if hostOnly != "" {
+		tmpl.Subject.CommonName, tmpl.DNSNames, tmpl.IPAddresses = hostOnly, []string{hostOnly}, nil
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
@@ -485,7 +501,7 @@ func newTLSFiles(tb testing.TB) *TLSFiles {
 	return &TLSFiles{
 		CAFile: filepath.Join(dir, "ca.pem"), WrongCAFile: filepath.Join(dir, "wrong-ca.pem"),
 		certFile: filepath.Join(dir, "server.pem"), keyFile: filepath.Join(dir, "server.key"),
-		config: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		config: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: hostOnly},
 	}
 }
 

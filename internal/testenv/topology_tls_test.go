@@ -43,3 +43,14 @@ func TestRedisSentinelSecured(t *testing.T) {
 		t.Errorf("GET k on the new master = %q, want the replicated v", got)
 	}
 }
+
+// TestRedisClusterHostnames: a TLS cluster whose certificate names only
+// localhost forms, and with AnnounceHost its slots name localhost.
+func TestRedisClusterHostnames(t *testing.T) {
+	t.Parallel()
+	c := StartRedisClusterWith(t, ClusterOptions{TLS: true, CertHost: "localhost", AnnounceHost: "localhost"})
+	slots := c.Nodes[0].Do("CLUSTER", "SLOTS")
+	if strings.Count(slots, "localhost") != 3 {
+		t.Errorf("CLUSTER SLOTS = %s, want the 3 masters named localhost", slots)
+	}
+}

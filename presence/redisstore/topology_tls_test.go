@@ -3,6 +3,8 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +206,32 @@ func TestSentinelTLS(t *testing.T) {
 		if got := next.Do("GET", "online_users"); got != "4" {
 			t.Errorf("GET online_users on the new master %s = %q, want 4", next.Addr(), got)
 		}
+	})
+}
+
+// TestClusterTLSNames: each connection checks the certificate against
+// the address it dials, and a Cluster's other nodes are dialed at the
+// addresses CLUSTER SLOTS gives. With certificates that name a host but
+// no IP address, seeds given by that name work only if the nodes announce
+// it (cluster-announce-hostname, cluster-preferred-endpoint-type
+// hostname); announcing their IPs, they fail as "tls failed".
+func TestClusterTLSNames(t *testing.T) {
+	t.Parallel()
+	seeds := func(c *testenv.RedisCluster) []string {
+		var out []string
+		for _, n := range c.Nodes {
+			out = append(out, net.JoinHostPort("localhost", strconv.Itoa(n.Port())))
+		}
+		return out
+	}
+	t.Run("announced by name", func(t *testing.T) {
+		t.Parallel()
+		c := testenv.StartRedisClusterWith(t, testenv.ClusterOptions{TLS: true, CertHost: "localhost", AnnounceHost: "localhost"})
+		checkPresence(t, presenceStore(t, redisstore.ClientOptions{ClusterAddrs: seeds(c), TLSCAFile: c.TLS.CAFile}), "n1")
+	})
+	t.Run("announced by IP", func(t *testing.T) {
+		t.Parallel()
+		c := testenv.StartRedisClusterWith(t, testenv.ClusterOptions{TLS: true, CertHost: "localhost"})
+		checkRefused(t, redisstore.ClientOptions{ClusterAddrs: seeds(c), TLSCAFile: c.TLS.CAFile}, redisstore.StateTLSFailed)
 	})
 }
