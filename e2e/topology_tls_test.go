@@ -63,3 +63,32 @@ func TestClusterTLSPassword(t *testing.T) {
 		})
 	}
 }
+
+// TestSentinelTLSPassword: presenced behind TLS-only Sentinels with their
+// own password, in front of TLS-only data nodes with another one
+// (REDIS_SENTINEL_ADDRS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD,
+// REDIS_PASSWORD, REDIS_TLS_CA_FILE): a WebSocket client is counted on
+// the master and in the overview.
+func TestSentinelTLSPassword(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartRedisSentinelWith(t, testenv.SentinelOptions{Password: "data-pass-61a", SentinelPassword: "sentinel-pass-0b7", TLS: true})
+	n := StartNode(t, map[string]string{
+		"REDIS_SENTINEL_ADDRS": s.Addrs(), "REDIS_SENTINEL_MASTER": s.Name, "REDIS_SENTINEL_PASSWORD": s.SentinelPassword,
+		"REDIS_PASSWORD": s.Password, "REDIS_TLS_CA_FILE": s.TLS.CAFile,
+	})
+	waitConnectLines(t, n, 0, 5*time.Second)
+	waitRedisStatus(t, n, "up", "")
+	cl := Dial(t, n, Token(t, "tls-sentinel-user"))
+	defer cl.Conn.Close()
+	m := s.Master()
+	waitRedis(t, m, 5*time.Second, "online_users = 1", func() bool { return m.Do("GET", onlineKey) == "1" })
+	o := waitOverview(t, n, 10*time.Second, func(o Overview) bool { return o.Source == "redis" && o.OnlineUsers == 1 })
+	if o.OnlineConnections != 1 || o.Stale {
+		t.Errorf("overview %+v, want 1 connection, not stale", o)
+	}
+	for _, secret := range []string{s.Password, s.SentinelPassword} {
+		if strings.Contains(n.Log(), secret) {
+			t.Errorf("log shows a password:\n%s", n.Log())
+		}
+	}
+}
