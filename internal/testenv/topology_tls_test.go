@@ -3,6 +3,7 @@ package testenv
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRedisClusterSecured: a cluster with a password and TLS only forms,
@@ -25,6 +26,14 @@ func TestRedisClusterSecured(t *testing.T) {
 	}
 	if got, err := redisDoWith(m.Addr(), redisDoTimeout, c.TLS.config, "", "GET", "online_users"); err != nil || !strings.HasPrefix(got, "(error) NOAUTH") {
 		t.Errorf("GET without a password = %q, %v; want NOAUTH", got, err)
+	}
+	// A restart keeps the security (and, as on a plain cluster, the slots).
+	c.Restart(m, 200*time.Millisecond)
+	if got := m.Do("GET", "online_users"); got != "(nil)" {
+		t.Errorf("GET after restart = %q, want (nil)", got)
+	}
+	if c.MasterOf("online_users") != m {
+		t.Error("the restarted master lost its slots")
 	}
 }
 

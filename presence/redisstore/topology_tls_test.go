@@ -189,14 +189,16 @@ func TestSentinelTLS(t *testing.T) {
 		// refusing writes; the batch is retried until the new master
 		// takes it (a refused batch was not applied).
 		b := presence.Batch{Node: "n1", Seq: 3, Deltas: []presence.Delta{{User: "erin", N: 1}}, Guests: 1}
-		for {
+		for attempt := 1; ; attempt++ {
 			n, err := s.Apply(ctx, b)
 			if err == nil {
+				t.Logf("apply after failover: taken at attempt %d", attempt)
 				if n != 4 {
 					t.Errorf("apply after failover: %d users, want 4", n)
 				}
 				break
 			}
+			t.Logf("apply after failover, attempt %d: %v", attempt, err)
 			if ctx.Err() != nil {
 				t.Fatalf("apply after failover: %v", err)
 			}
