@@ -49,6 +49,10 @@ type ClusterOptions struct {
 	// and to its masters (tls-replication). Clients are not asked for
 	// certificates. Do speaks TLS to such a node.
 	TLS bool
+	// TLSClientAuth, with TLS, makes every node require a client
+	// certificate signed by the CA (tls-auth-clients yes); TLS's
+	// ClientCertFile is one, and Do presents it.
+	TLSClientAuth bool
 	// CertHost, with TLS, is the only name in the nodes' certificate
 	// (no IP address), as with certificates issued for host names: a
 	// client dialing 127.0.0.1 cannot verify it.
@@ -77,7 +81,7 @@ func StartRedisClusterWith(tb testing.TB, o ClusterOptions) *RedisCluster {
 	}
 	c := &RedisCluster{tb: tb, Password: o.Password}
 	if o.TLS {
-		c.TLS = newTLSFiles(tb, o.CertHost)
+		c.TLS = newTLSFiles(tb, o.CertHost, o.TLSClientAuth)
 	}
 	for range 3 {
 		busPort := FreePort(tb)
@@ -118,7 +122,7 @@ func StartRedisClusterWith(tb testing.TB, o ClusterOptions) *RedisCluster {
 func cliSecurity(files *TLSFiles, password string) []string {
 	var args []string
 	if files != nil {
-		args = append(args, "--tls", "--cacert", files.CAFile)
+		args = append(args, "--tls", "--cacert", files.CAFile, "--cert", files.ClientCertFile, "--key", files.ClientKeyFile)
 	}
 	if password != "" {
 		args = append(args, "-a", password, "--no-auth-warning")
@@ -245,6 +249,9 @@ type SentinelOptions struct {
 	// replica syncs, and the Sentinels reach the data nodes and each
 	// other, over TLS. Do speaks TLS to them.
 	TLS bool
+	// TLSClientAuth, with TLS, makes the data nodes and the Sentinels
+	// require a client certificate, as ClusterOptions.TLSClientAuth does.
+	TLSClientAuth bool
 }
 
 // StartRedisSentinel starts the master, the replica (replicaof the master),
@@ -260,7 +267,7 @@ func StartRedisSentinelWith(tb testing.TB, o SentinelOptions) *RedisSentinel {
 	tb.Helper()
 	s := &RedisSentinel{tb: tb, Name: "mymaster", Password: o.Password, SentinelPassword: o.SentinelPassword}
 	if o.TLS {
-		s.TLS = newTLSFiles(tb, "")
+		s.TLS = newTLSFiles(tb, "", o.TLSClientAuth)
 	}
 	var data []string
 	if o.Password != "" {
@@ -288,9 +295,11 @@ func StartRedisSentinelWith(tb testing.TB, o SentinelOptions) *RedisSentinel {
 				// fresh for each run (the tests never restart one).
 				var b strings.Builder
 				if s.TLS != nil {
-					fmt.Fprintf(&b, "port 0\ntls-port %d\ntls-cert-file %s\ntls-key-file %s\n"+
-						"tls-ca-cert-file %s\ntls-auth-clients no\ntls-replication yes\n",
-						r.port, s.TLS.certFile, s.TLS.keyFile, s.TLS.CAFile)
+					fmt.Fprintf(&b, "port 0\ntls-port %d\ntls-replication yes\n", r.port)
+					args := s.TLS.serverArgs()
+					for i := 0; i+1 < len(args); i += 2 {
+						fmt.Fprintf(&b, "%s %s\n", strings.TrimPrefix(args[i], "--"), args[i+1])
+					}
 				} else {
 					fmt.Fprintf(&b, "port %d\n", r.port)
 				}
@@ -433,13 +442,20 @@ type RedisTLS struct {
 	TLSFiles
 }
 
-// TLSFiles are the CA files of a TLS server or deployment made for a test.
+// TLSFiles are the PEM files of a TLS server or deployment made for a
+// test.
 type TLSFiles struct {
-	CAFile      string // PEM of the CA that signed the servers' certificate
-	WrongCAFile string // PEM of another CA, which did not
+	CAFile      string // the CA that signed the servers' certificate
+	WrongCAFile string // another CA, which did not
+	// ClientCertFile and ClientKeyFile are a client certificate signed by
+	// CAFile's CA; WrongClientCertFile and WrongClientKeyFile one signed
+	// by WrongCAFile's.
+	ClientCertFile, ClientKeyFile           string
+	WrongClientCertFile, WrongClientKeyFile string
 
 	certFile, keyFile string      // the servers' certificate (for 127.0.0.1 and localhost) and key
-	config            *tls.Config // trusts CAFile, for Do
+	clientAuth        bool        // servers require a client certificate (tls-auth-clients yes)
+	config            *tls.Config // trusts CAFile and presents the client certificate, for Do
 }
 
 // StartRedisTLS generates the CAs and the server's certificate with
@@ -447,36 +463,76 @@ type TLSFiles struct {
 // certificates.
 func StartRedisTLS(tb testing.TB) *RedisTLS {
 	tb.Helper()
-	t := &RedisTLS{TLSPort: FreePort(tb), TLSFiles: *newTLSFiles(tb, "")}
+	t := &RedisTLS{TLSPort: FreePort(tb), TLSFiles: *newTLSFiles(tb, "", false)}
 	t.Redis = StartRedisWith(tb, append([]string{"--tls-port", strconv.Itoa(t.TLSPort)}, t.serverArgs()...)...)
 	return t
 }
 
-// newTLSFiles writes a CA, another CA, and a certificate for 127.0.0.1
-// and localhost signed by the first, made with crypto/x509, in a
-// temporary directory. With hostOnly set, the certificate names that
-// host alone, no IP address, and Do checks that name.
-func newTLSFiles(tb testing.TB, hostOnly string) *TLSFiles {
+// newTLSFiles writes a CA, another CA, a server certificate for 127.0.0.1
+// and localhost signed by the first, and client certificates signed by
+// each, made with crypto/x509, in a temporary directory. With hostOnly
+// set, the server certificate names that host alone, no IP address, and
+// Do checks that name. clientAuth makes the servers require a client
+// certificate.
+func newTLSFiles(tb testing.TB, hostOnly string, clientAuth bool) *TLSFiles {
 	tb.Helper()
 	dir := tb.TempDir()
 	ca, caKey, caPEM := newCA(tb, "presenced test CA")
-	_, _, wrongPEM := newCA(tb, "some other CA")
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
+	wrong, wrongKey, wrongPEM := newCA(tb, "some other CA")
+	server := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature,
 		// Client auth too: cluster nodes and replicas present it to
 		// their peers.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:    []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
 	if hostOnly != "" {
-		tmpl.Subject.CommonName, tmpl.DNSNames, tmpl.IPAddresses = hostOnly, []string{hostOnly}, nil
+		server.Subject.CommonName, server.DNSNames, server.IPAddresses = hostOnly, []string{hostOnly}, nil
 	}
+	client := func(serial int64) *x509.Certificate {
+		return &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "presenced"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+	}
+	f := &TLSFiles{
+		CAFile: filepath.Join(dir, "ca.pem"), WrongCAFile: filepath.Join(dir, "wrong-ca.pem"),
+		certFile: filepath.Join(dir, "server.pem"), keyFile: filepath.Join(dir, "server.key"),
+		ClientCertFile: filepath.Join(dir, "client.pem"), ClientKeyFile: filepath.Join(dir, "client.key"),
+		WrongClientCertFile: filepath.Join(dir, "wrong-client.pem"), WrongClientKeyFile: filepath.Join(dir, "wrong-client.key"),
+		clientAuth: clientAuth,
+	}
+	for _, w := range []struct {
+		file string
+		pem  []byte
+	}{{f.CAFile, caPEM}, {f.WrongCAFile, wrongPEM}} {
+		if err := os.WriteFile(w.file, w.pem, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	writeLeaf(tb, server, ca, caKey, f.certFile, f.keyFile)
+	writeLeaf(tb, client(3), ca, caKey, f.ClientCertFile, f.ClientKeyFile)
+	writeLeaf(tb, client(4), wrong, wrongKey, f.WrongClientCertFile, f.WrongClientKeyFile)
+	pair, err := tls.LoadX509KeyPair(f.ClientCertFile, f.ClientKeyFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	f.config = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: hostOnly, Certificates: []tls.Certificate{pair}}
+	return f
+}
+
+// writeLeaf signs tmpl (valid for a day) with the CA and writes it and a
+// new key as PEM files.
+func writeLeaf(tb testing.TB, tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey, certFile, keyFile string) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		tb.Fatal(err)
@@ -485,33 +541,25 @@ func newTLSFiles(tb testing.TB, hostOnly string) *TLSFiles {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	files := map[string][]byte{
-		"ca.pem":       caPEM,
-		"wrong-ca.pem": wrongPEM,
-		"server.pem":   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"server.key":   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
 	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &TLSFiles{
-		CAFile: filepath.Join(dir, "ca.pem"), WrongCAFile: filepath.Join(dir, "wrong-ca.pem"),
-		certFile: filepath.Join(dir, "server.pem"), keyFile: filepath.Join(dir, "server.key"),
-		config: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: hostOnly},
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		tb.Fatal(err)
 	}
 }
 
 // serverArgs are the redis-server arguments that serve f's certificate.
 func (f *TLSFiles) serverArgs() []string {
+	auth := "no"
+	if f.clientAuth {
+		auth = "yes"
+	}
 	return []string{
 		"--tls-cert-file", f.certFile,
 		"--tls-key-file", f.keyFile,
 		"--tls-ca-cert-file", f.CAFile,
-		"--tls-auth-clients", "no",
+		"--tls-auth-clients", auth,
 	}
 }
 

@@ -6,11 +6,12 @@ import (
 	"time"
 )
 
-// TestRedisClusterSecured: a cluster with a password and TLS only forms,
-// Do reaches its nodes, and a plain or password-less client is refused.
+// TestRedisClusterSecured: a cluster with a password and TLS only, with
+// client certificates, forms; Do reaches its nodes, and a plain,
+// password-less or certificate-less client is refused.
 func TestRedisClusterSecured(t *testing.T) {
 	t.Parallel()
-	c := StartRedisClusterWith(t, ClusterOptions{Password: "cluster-pw", TLS: true})
+	c := StartRedisClusterWith(t, ClusterOptions{Password: "cluster-pw", TLS: true, TLSClientAuth: true})
 	m := c.MasterOf("online_users")
 	if got := m.Do("SET", "online_users", "1"); got != "OK" {
 		t.Fatalf("SET on the slot's master = %q", got)
@@ -27,6 +28,11 @@ func TestRedisClusterSecured(t *testing.T) {
 	if got, err := redisDoWith(m.Addr(), redisDoTimeout, c.TLS.config, "", "GET", "online_users"); err != nil || !strings.HasPrefix(got, "(error) NOAUTH") {
 		t.Errorf("GET without a password = %q, %v; want NOAUTH", got, err)
 	}
+	noCert := c.TLS.config.Clone()
+	noCert.Certificates = nil
+	if got, err := redisDoWith(m.Addr(), redisDoTimeout, noCert, c.Password, "PING"); err == nil {
+		t.Errorf("PING without a client certificate = %q, want an error", got)
+	}
 	// A restart keeps the security (and, as on a plain cluster, the slots).
 	c.Restart(m, 200*time.Millisecond)
 	if got := m.Do("GET", "online_users"); got != "(nil)" {
@@ -37,11 +43,11 @@ func TestRedisClusterSecured(t *testing.T) {
 	}
 }
 
-// TestRedisSentinelSecured: a TLS-only set with passwords on the data
-// nodes and the Sentinels forms and fails over.
+// TestRedisSentinelSecured: a TLS-only set with client certificates and
+// passwords on the data nodes and the Sentinels forms and fails over.
 func TestRedisSentinelSecured(t *testing.T) {
 	t.Parallel()
-	s := StartRedisSentinelWith(t, SentinelOptions{Password: "data-pw", SentinelPassword: "sentinel-pw", TLS: true})
+	s := StartRedisSentinelWith(t, SentinelOptions{Password: "data-pw", SentinelPassword: "sentinel-pw", TLS: true, TLSClientAuth: true})
 	m := s.Master()
 	m.Do("SET", "k", "v")
 	if got, err := redisDoWith(s.Sentinels[0].Addr(), redisDoTimeout, s.TLS.config, "", "SENTINEL", "MASTERS"); err != nil || !strings.HasPrefix(got, "(error) NOAUTH") {

@@ -47,12 +47,18 @@ func checkPresence(t *testing.T, s *redisstore.Store, node string) {
 	checkCounts(t, s, presence.Counts{Users: 3, Connections: 5, Guests: 1, PeakToday: 3})
 }
 
-// checkCounts compares Counts with want.
+// checkCounts compares Counts with want, once the recovery window the
+// first write opened (1 ms here) is over.
 func checkCounts(t *testing.T, s *redisstore.Store, want presence.Counts) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if got, err := s.Counts(ctx); err != nil || got != want {
+	got, err := s.Counts(ctx)
+	for i := 0; err == nil && got.Partial && i < 100; i++ {
+		time.Sleep(5 * time.Millisecond)
+		got, err = s.Counts(ctx)
+	}
+	if err != nil || got != want {
 		t.Errorf("counts = %+v, %v; want %+v", got, err, want)
 	}
 }
@@ -64,12 +70,17 @@ func checkRefused(t *testing.T, o redisstore.ClientOptions, want redisstore.Stat
 	rdb := universal(t, o)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	start := time.Now()
 	_, perr := redisstore.NewProbe(rdb).Ping(ctx)
+	pingTook := time.Since(start)
 	var se interface{ RedisState() string }
 	if !errors.As(perr, &se) || se.RedisState() != string(want) {
 		t.Errorf("ping: %v, want a %q error", perr, want)
 	}
-	s, err := redisstore.New(rdb, redisstore.Options{RecoveryWindow: time.Millisecond})
+	// A call timeout above the 1.5 s go-redis takes to give up on three
+	// Sentinels that refuse the client's certificate (it retries each
+	// sentinel's command, then the dial 5 times): the state is the point.
+	s, err := redisstore.New(rdb, redisstore.Options{RecoveryWindow: time.Millisecond, CallTimeout: 4 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +88,7 @@ func checkRefused(t *testing.T, o redisstore.ClientOptions, want redisstore.Stat
 	if got := redisstore.Classify(err); got != want {
 		t.Errorf("sync: %v (%q), want %q", err, got, want)
 	}
-	t.Logf("ping: %v\nsync: %v", perr, err)
+	t.Logf("ping (%v): %v\nsync: %v", pingTook.Round(time.Millisecond), perr, err)
 	for _, e := range []error{perr, err} {
 		for _, secret := range secrets {
 			if e != nil && strings.Contains(e.Error(), secret) {
@@ -147,37 +158,44 @@ func TestClusterTLS(t *testing.T) {
 	})
 }
 
-// TestSentinelTLS: Sentinels and data nodes on TLS only, with passwords
-// on both (REDIS_SENTINEL_PASSWORD for the Sentinels, REDIS_PASSWORD for
-// the data nodes): the presence scripts run, and the counts stay exact
-// across SENTINEL FAILOVER. The wrong CA is "tls failed"; a wrong
-// Sentinel or data password is "auth refused".
+// TestSentinelTLS: Sentinels and data nodes on TLS only, requiring client
+// certificates, with passwords on both (REDIS_SENTINEL_PASSWORD for the
+// Sentinels, REDIS_PASSWORD for the data nodes): the presence scripts
+// run, and the counts stay exact across SENTINEL FAILOVER. The wrong CA
+// or client certificate, or none, is "tls failed"; a wrong Sentinel or
+// data password is "auth refused".
 func TestSentinelTLS(t *testing.T) {
 	t.Parallel()
 	sn := testenv.StartRedisSentinelWith(t, testenv.SentinelOptions{
-		Password: "data-secret", SentinelPassword: "sentinel-secret", TLS: true,
+		Password: "data-secret", SentinelPassword: "sentinel-secret", TLS: true, TLSClientAuth: true,
 	})
 	addrs := strings.Split(sn.Addrs(), ",")
 	right := redisstore.ClientOptions{
 		SentinelAddrs: addrs, SentinelMaster: sn.Name, SentinelPassword: sn.SentinelPassword,
-		Password: sn.Password, TLSCAFile: sn.TLS.CAFile,
+		Password: sn.Password, TLSCAFile: sn.TLS.CAFile, TLSCertFile: sn.TLS.ClientCertFile, TLSKeyFile: sn.TLS.ClientKeyFile,
 	}
-	with := func(change func(o *redisstore.ClientOptions)) redisstore.ClientOptions {
-		o := right
-		change(&o)
-		return o
-	}
-	t.Run("wrong CA", func(t *testing.T) {
-		checkRefused(t, with(func(o *redisstore.ClientOptions) { o.TLSCAFile = sn.TLS.WrongCAFile }), redisstore.StateTLSFailed)
-	})
-	t.Run("wrong sentinel password", func(t *testing.T) {
-		checkRefused(t, with(func(o *redisstore.ClientOptions) { o.SentinelPassword = "wrong-secret" }), redisstore.StateAuthRefused, "wrong-secret")
-	})
-	t.Run("no sentinel password", func(t *testing.T) {
-		checkRefused(t, with(func(o *redisstore.ClientOptions) { o.SentinelPassword = "" }), redisstore.StateAuthRefused)
-	})
-	t.Run("wrong data password", func(t *testing.T) {
-		checkRefused(t, with(func(o *redisstore.ClientOptions) { o.Password = "wrong-secret" }), redisstore.StateAuthRefused, "wrong-secret")
+	t.Run("refused", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			change func(o *redisstore.ClientOptions)
+			want   redisstore.State
+		}{
+			{"wrong CA", func(o *redisstore.ClientOptions) { o.TLSCAFile = sn.TLS.WrongCAFile }, redisstore.StateTLSFailed},
+			{"no client certificate", func(o *redisstore.ClientOptions) { o.TLSCertFile, o.TLSKeyFile = "", "" }, redisstore.StateTLSFailed},
+			{"client certificate of another CA", func(o *redisstore.ClientOptions) {
+				o.TLSCertFile, o.TLSKeyFile = sn.TLS.WrongClientCertFile, sn.TLS.WrongClientKeyFile
+			}, redisstore.StateTLSFailed},
+			{"wrong sentinel password", func(o *redisstore.ClientOptions) { o.SentinelPassword = "wrong-secret" }, redisstore.StateAuthRefused},
+			{"no sentinel password", func(o *redisstore.ClientOptions) { o.SentinelPassword = "" }, redisstore.StateAuthRefused},
+			{"wrong data password", func(o *redisstore.ClientOptions) { o.Password = "wrong-secret" }, redisstore.StateAuthRefused},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				o := right
+				tc.change(&o)
+				checkRefused(t, o, tc.want, "wrong-secret", "data-secret", "sentinel-secret")
+			})
+		}
 	})
 	t.Run("failover", func(t *testing.T) {
 		s := presenceStore(t, right)
@@ -235,5 +253,28 @@ func TestClusterTLSNames(t *testing.T) {
 		t.Parallel()
 		c := testenv.StartRedisClusterWith(t, testenv.ClusterOptions{TLS: true, CertHost: "localhost"})
 		checkRefused(t, redisstore.ClientOptions{ClusterAddrs: seeds(c), TLSCAFile: c.TLS.CAFile}, redisstore.StateTLSFailed)
+	})
+}
+
+// TestClusterTLSClientCert: a TLS Cluster that requires client
+// certificates (tls-auth-clients yes) runs the presence scripts with
+// REDIS_TLS_CERT_FILE/REDIS_TLS_KEY_FILE; without one, or with one of
+// another CA, it is "tls failed".
+func TestClusterTLSClientCert(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartRedisClusterWith(t, testenv.ClusterOptions{TLS: true, TLSClientAuth: true})
+	o := redisstore.ClientOptions{ClusterAddrs: c.Addrs(), TLSCAFile: c.TLS.CAFile, TLSCertFile: c.TLS.ClientCertFile, TLSKeyFile: c.TLS.ClientKeyFile}
+	t.Run("right", func(t *testing.T) {
+		checkPresence(t, presenceStore(t, o), "n1")
+	})
+	t.Run("none", func(t *testing.T) {
+		o := o
+		o.TLSCertFile, o.TLSKeyFile = "", ""
+		checkRefused(t, o, redisstore.StateTLSFailed)
+	})
+	t.Run("another CA's", func(t *testing.T) {
+		o := o
+		o.TLSCertFile, o.TLSKeyFile = c.TLS.WrongClientCertFile, c.TLS.WrongClientKeyFile
+		checkRefused(t, o, redisstore.StateTLSFailed)
 	})
 }
