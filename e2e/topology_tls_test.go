@@ -35,9 +35,7 @@ func TestClusterTLSPassword(t *testing.T) {
 		if o.OnlineConnections != 1 || o.Stale {
 			t.Errorf("overview %+v, want 1 connection, not stale", o)
 		}
-		if strings.Contains(n.Log(), password) {
-			t.Errorf("log shows the password:\n%s", n.Log())
-		}
+		noSecret(t, n, []string{password})
 	})
 	for _, tc := range []struct {
 		name, key, value, state string
@@ -47,48 +45,89 @@ func TestClusterTLSPassword(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := map[string]string{}
-			for k, v := range env {
-				e[k] = v
-			}
-			e[tc.key] = tc.value
-			n := StartNode(t, e)
+			n := StartNode(t, envWith(env, map[string]string{tc.key: tc.value}))
 			n.WaitLog("Redis connection failed: "+tc.state, 5*time.Second)
 			waitRedisStatus(t, n, "down", tc.state)
-			for _, secret := range []string{password, "wrong-pass-5d2"} {
-				if strings.Contains(n.Log(), secret) {
-					t.Errorf("log shows a password:\n%s", n.Log())
-				}
-			}
+			noSecret(t, n, []string{password, "wrong-pass-5d2"})
 		})
 	}
 }
 
 // TestSentinelTLSPassword: presenced behind TLS-only Sentinels with their
-// own password, in front of TLS-only data nodes with another one
-// (REDIS_SENTINEL_ADDRS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD,
-// REDIS_PASSWORD, REDIS_TLS_CA_FILE): a WebSocket client is counted on
-// the master and in the overview.
+// own password, in front of TLS-only data nodes with another, all
+// requiring a client certificate (REDIS_SENTINEL_ADDRS,
+// REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD, REDIS_PASSWORD,
+// REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE): a
+// WebSocket client is counted on the master and in the overview. Without
+// the client certificate the state is "tls failed" (it was "unreachable":
+// go-redis's dial retries took the probe past its 2 s budget), with the
+// wrong Sentinel password "auth refused".
 func TestSentinelTLSPassword(t *testing.T) {
 	t.Parallel()
-	s := testenv.StartRedisSentinelWith(t, testenv.SentinelOptions{Password: "data-pass-61a", SentinelPassword: "sentinel-pass-0b7", TLS: true})
-	n := StartNode(t, map[string]string{
+	s := testenv.StartRedisSentinelWith(t, testenv.SentinelOptions{
+		Password: "data-pass-61a", SentinelPassword: "sentinel-pass-0b7", TLS: true, TLSClientAuth: true,
+	})
+	env := map[string]string{
 		"REDIS_SENTINEL_ADDRS": s.Addrs(), "REDIS_SENTINEL_MASTER": s.Name, "REDIS_SENTINEL_PASSWORD": s.SentinelPassword,
 		"REDIS_PASSWORD": s.Password, "REDIS_TLS_CA_FILE": s.TLS.CAFile,
-	})
-	waitConnectLines(t, n, 0, 5*time.Second)
-	waitRedisStatus(t, n, "up", "")
-	cl := Dial(t, n, Token(t, "tls-sentinel-user"))
-	defer cl.Conn.Close()
-	m := s.Master()
-	waitRedis(t, m, 5*time.Second, "online_users = 1", func() bool { return m.Do("GET", onlineKey) == "1" })
-	o := waitOverview(t, n, 10*time.Second, func(o Overview) bool { return o.Source == "redis" && o.OnlineUsers == 1 })
-	if o.OnlineConnections != 1 || o.Stale {
-		t.Errorf("overview %+v, want 1 connection, not stale", o)
+		"REDIS_TLS_CERT_FILE": s.TLS.ClientCertFile, "REDIS_TLS_KEY_FILE": s.TLS.ClientKeyFile,
 	}
-	for _, secret := range []string{s.Password, s.SentinelPassword} {
+	secrets := []string{s.Password, s.SentinelPassword, "wrong-pass-3f9"}
+	t.Run("counted", func(t *testing.T) {
+		t.Parallel()
+		n := StartNode(t, env)
+		waitConnectLines(t, n, 0, 5*time.Second)
+		waitRedisStatus(t, n, "up", "")
+		cl := Dial(t, n, Token(t, "tls-sentinel-user"))
+		defer cl.Conn.Close()
+		m := s.Master()
+		waitRedis(t, m, 5*time.Second, "online_users = 1", func() bool { return m.Do("GET", onlineKey) == "1" })
+		o := waitOverview(t, n, 10*time.Second, func(o Overview) bool { return o.Source == "redis" && o.OnlineUsers == 1 })
+		if o.OnlineConnections != 1 || o.Stale {
+			t.Errorf("overview %+v, want 1 connection, not stale", o)
+		}
+		noSecret(t, n, secrets)
+	})
+	for _, tc := range []struct {
+		name  string
+		set   map[string]string
+		state string
+	}{
+		{"no client certificate", map[string]string{"REDIS_TLS_CERT_FILE": "", "REDIS_TLS_KEY_FILE": ""}, "tls failed"},
+		{"wrong sentinel password", map[string]string{"REDIS_SENTINEL_PASSWORD": "wrong-pass-3f9"}, "auth refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			n := StartNode(t, envWith(env, tc.set))
+			n.WaitLog("Redis connection failed: "+tc.state, 5*time.Second)
+			waitRedisStatus(t, n, "down", tc.state)
+			noSecret(t, n, secrets)
+		})
+	}
+}
+
+// envWith returns env with set applied; an empty value removes the variable.
+func envWith(env, set map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range env {
+		out[k] = v
+	}
+	for k, v := range set {
+		if v == "" {
+			delete(out, k)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// noSecret fails the test if n's log shows one of secrets.
+func noSecret(t *testing.T, n *Node, secrets []string) {
+	t.Helper()
+	for _, secret := range secrets {
 		if strings.Contains(n.Log(), secret) {
-			t.Errorf("log shows a password:\n%s", n.Log())
+			t.Errorf("log shows a password (%s):\n%s", secret, n.Log())
 		}
 	}
 }

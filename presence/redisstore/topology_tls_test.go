@@ -77,9 +77,9 @@ func checkRefused(t *testing.T, o redisstore.ClientOptions, want redisstore.Stat
 	if !errors.As(perr, &se) || se.RedisState() != string(want) {
 		t.Errorf("ping: %v, want a %q error", perr, want)
 	}
-	// A call timeout above the 1.5 s go-redis takes to give up on three
-	// Sentinels that refuse the client's certificate (it retries each
-	// sentinel's command, then the dial 5 times): the state is the point.
+	// A call timeout well above the time go-redis takes to give up on
+	// Sentinels that refuse the client (it retries each one's command):
+	// the state is the point here.
 	s, err := redisstore.New(rdb, redisstore.Options{RecoveryWindow: time.Millisecond, CallTimeout: 4 * time.Second})
 	if err != nil {
 		t.Fatal(err)
