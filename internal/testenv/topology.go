@@ -35,7 +35,8 @@ type RedisCluster struct {
 	Nodes []*Redis
 	// Password is every node's requirepass ("" for none); Do sends it.
 	Password string
-	// TLS holds the CA files of a TLS cluster (nil for a plain one).
+	// TLS holds the certificate files of a TLS cluster (nil for a plain
+	// one).
 	TLS *TLSFiles
 }
 
@@ -47,7 +48,7 @@ type ClusterOptions struct {
 	// are the TLS addresses) with a certificate for 127.0.0.1 signed by a
 	// CA made for the test, and speak TLS on the cluster bus (tls-cluster)
 	// and to its masters (tls-replication). Clients are not asked for
-	// certificates. Do speaks TLS to such a node.
+	// certificates unless TLSClientAuth. Do speaks TLS to such a node.
 	TLS bool
 	// TLSClientAuth, with TLS, makes every node require a client
 	// certificate signed by the CA (tls-auth-clients yes); TLS's
@@ -232,7 +233,7 @@ type RedisSentinel struct {
 	// Password is the data nodes' requirepass, SentinelPassword the
 	// Sentinels' ("" for none); Do sends them.
 	Password, SentinelPassword string
-	// TLS holds the CA files of a TLS set (nil for a plain one).
+	// TLS holds the certificate files of a TLS set (nil for a plain one).
 	TLS *TLSFiles
 }
 
