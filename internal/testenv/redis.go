@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +50,11 @@ type Redis struct {
 	args func(dir string) []string
 	// extra are arguments added to the default ones (cluster mode, TLS).
 	extra []string
+	// tlsConfig, when set, makes the server listen for TLS only (port 0,
+	// tls-port on port; extra carries the certificate) and Do speak TLS.
+	tlsConfig *tls.Config
+	// password, when set, is sent with AUTH before each Do command.
+	password string
 
 	mu     sync.Mutex // serialises Start, Stop, Kill, Pause, Resume
 	proc   *redisProc // nil while not running
@@ -235,7 +241,13 @@ func (r *Redis) Do(args ...string) string {
 // DoErr is Do returning the network error instead of failing the test, for
 // goroutines other than the test's.
 func (r *Redis) DoErr(args ...string) (string, error) {
-	return redisDo(r.Addr(), redisDoTimeout, args...)
+	return r.do(redisDoTimeout, args...)
+}
+
+// do sends one command as Do does, over TLS and after AUTH when the
+// server was set up so.
+func (r *Redis) do(timeout time.Duration, args ...string) (string, error) {
+	return redisDoWith(r.Addr(), timeout, r.tlsConfig, r.password, args...)
 }
 
 // cleanup kills the server at the end of the test.
@@ -283,6 +295,10 @@ func (r *Redis) startLocked() error {
 		"--daemonize", "no",
 		"--loglevel", "notice",
 	}
+	if r.tlsConfig != nil {
+		args[1] = "0" // no plain port
+		args = append(args, "--tls-port", strconv.Itoa(r.port))
+	}
 	if r.args != nil {
 		args = r.args(dir)
 	}
@@ -311,7 +327,7 @@ func (r *Redis) startLocked() error {
 		default:
 		}
 		// A server started with --requirepass answers NOAUTH: it is up.
-		if reply, err := redisDo(addr, 200*time.Millisecond, "PING"); err == nil && (reply == "PONG" || strings.HasPrefix(reply, "(error) NOAUTH")) {
+		if reply, err := r.do(200*time.Millisecond, "PING"); err == nil && (reply == "PONG" || strings.HasPrefix(reply, "(error) NOAUTH")) {
 			r.proc, r.paused = p, false
 			return nil
 		}
@@ -407,19 +423,48 @@ func readTail(path string) string {
 // redisDo sends one command as a RESP array of bulk strings on a new
 // connection and reads one reply, all within timeout.
 func redisDo(addr string, timeout time.Duration, args ...string) (string, error) {
+	return redisDoWith(addr, timeout, nil, "", args...)
+}
+
+// redisDoWith is redisDo over TLS when tlsConfig is set, and after AUTH
+// password when password is set (an AUTH error reply is returned as the
+// reply).
+func redisDoWith(addr string, timeout time.Duration, tlsConfig *tls.Config, password string, args ...string) (string, error) {
 	if len(args) == 0 {
 		return "", errors.New("redis: no command")
 	}
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	dialer := &net.Dialer{Timeout: timeout}
+	var (
+		c   net.Conn
+		err error
+	)
+	if tlsConfig != nil {
+		c, err = tls.DialWithDialer(dialer, "tcp", addr, tlsConfig)
+	} else {
+		c, err = dialer.Dial("tcp", addr)
+	}
 	if err != nil {
 		return "", fmt.Errorf("redis %s: %w", args[0], err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
+	br := bufio.NewReader(c)
+	if password != "" {
+		if _, err := c.Write(encodeRESP([]string{"AUTH", password})); err != nil {
+			return "", fmt.Errorf("redis AUTH: %w", err)
+		}
+		reply, err := readRESP(br)
+		if err != nil {
+			return "", fmt.Errorf("redis AUTH: %w", err)
+		}
+		if reply != "OK" {
+			return reply, nil
+		}
+	}
 	if _, err := c.Write(encodeRESP(args)); err != nil {
 		return "", fmt.Errorf("redis %s: %w", args[0], err)
 	}
-	reply, err := readRESP(bufio.NewReader(c))
+	reply, err := readRESP(br)
 	if err != nil {
 		return "", fmt.Errorf("redis %s: %w", args[0], err)
 	}

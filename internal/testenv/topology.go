@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -32,6 +33,36 @@ const clusterNodeTimeout = 5 * time.Second
 type RedisCluster struct {
 	tb    testing.TB
 	Nodes []*Redis
+	// Password is every node's requirepass ("" for none); Do sends it.
+	Password string
+	// TLS holds the certificate files of a TLS cluster (nil for a plain
+	// one).
+	TLS *TLSFiles
+}
+
+// ClusterOptions secure a cluster StartRedisClusterWith starts.
+type ClusterOptions struct {
+	// Password, when set, is every node's requirepass and masterauth.
+	Password string
+	// TLS makes every node listen for TLS only (port 0, tls-port; Addrs
+	// are the TLS addresses) with a certificate for 127.0.0.1 signed by a
+	// CA made for the test, and speak TLS on the cluster bus (tls-cluster)
+	// and to its masters (tls-replication). Clients are not asked for
+	// certificates unless TLSClientAuth. Do speaks TLS to such a node.
+	TLS bool
+	// TLSClientAuth, with TLS, makes every node require a client
+	// certificate signed by the CA (tls-auth-clients yes); TLS's
+	// ClientCertFile is one, and Do presents it.
+	TLSClientAuth bool
+	// CertHost, with TLS, is the only name in the nodes' certificate
+	// (no IP address), as with certificates issued for host names: a
+	// client dialing 127.0.0.1 cannot verify it.
+	CertHost string
+	// AnnounceHost, when set, is every node's cluster-announce-hostname
+	// and its preferred endpoint (cluster-preferred-endpoint-type
+	// hostname): CLUSTER SLOTS and redirections name it instead of
+	// 127.0.0.1.
+	AnnounceHost string
 }
 
 // StartRedisCluster starts three cluster-enabled redis-servers, joins them
@@ -39,25 +70,41 @@ type RedisCluster struct {
 // node reports cluster_state:ok. It fails the test if that takes over 30s.
 func StartRedisCluster(tb testing.TB) *RedisCluster {
 	tb.Helper()
+	return StartRedisClusterWith(tb, ClusterOptions{})
+}
+
+// StartRedisClusterWith is StartRedisCluster with a password and/or TLS.
+func StartRedisClusterWith(tb testing.TB, o ClusterOptions) *RedisCluster {
+	tb.Helper()
 	cli, err := redisCLIBinary()
 	if err != nil {
 		tb.Fatalf("testenv: %v", err)
 	}
-	c := &RedisCluster{tb: tb}
+	c := &RedisCluster{tb: tb, Password: o.Password}
+	if o.TLS {
+		c.TLS = newTLSFiles(tb, o.CertHost, o.TLSClientAuth)
+	}
 	for range 3 {
 		busPort := FreePort(tb)
-		c.Nodes = append(c.Nodes, startRedis(tb, func(r *Redis) {
-			r.extra = []string{
-				"--cluster-enabled", "yes",
-				"--cluster-config-file", filepath.Join(r.dir, "nodes.conf"),
-				"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout.Milliseconds())),
-				// The bus port defaults to port+10000, which may not
-				// exist for a high free port.
-				"--cluster-port", strconv.Itoa(busPort),
-			}
-		}))
+		extra := []string{
+			"--cluster-enabled", "yes",
+			"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout.Milliseconds())),
+			// The bus port defaults to port+10000, which may not
+			// exist for a high free port.
+			"--cluster-port", strconv.Itoa(busPort),
+		}
+		if o.TLS {
+			extra = append(extra, "--tls-cluster", "yes", "--tls-replication", "yes")
+		}
+		if o.AnnounceHost != "" {
+			extra = append(extra, "--cluster-announce-hostname", o.AnnounceHost, "--cluster-preferred-endpoint-type", "hostname")
+		}
+		c.Nodes = append(c.Nodes, startNode(tb, c.TLS, o.Password, func(r *Redis) {
+			r.extra = append(r.extra, "--cluster-config-file", filepath.Join(r.dir, "nodes.conf"))
+		}, extra...))
 	}
-	args := []string{"--cluster", "create"}
+	args := cliSecurity(c.TLS, o.Password)
+	args = append(args, "--cluster", "create")
 	args = append(args, c.Addrs()...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	out, err := exec.Command(cli, args...).CombinedOutput()
@@ -70,6 +117,18 @@ func StartRedisCluster(tb testing.TB) *RedisCluster {
 		}
 	}
 	return c
+}
+
+// cliSecurity are the redis-cli arguments that reach nodes secured so.
+func cliSecurity(files *TLSFiles, password string) []string {
+	var args []string
+	if files != nil {
+		args = append(args, "--tls", "--cacert", files.CAFile, "--cert", files.ClientCertFile, "--key", files.ClientKeyFile)
+	}
+	if password != "" {
+		args = append(args, "-a", password, "--no-auth-warning")
+	}
+	return args
 }
 
 // Addrs returns the nodes' addresses, "127.0.0.1:port" each.
@@ -171,6 +230,29 @@ type RedisSentinel struct {
 	Name      string   // the master's name, "mymaster"
 	Data      []*Redis // the master and the replica, in start order
 	Sentinels []*Redis
+	// Password is the data nodes' requirepass, SentinelPassword the
+	// Sentinels' ("" for none); Do sends them.
+	Password, SentinelPassword string
+	// TLS holds the certificate files of a TLS set (nil for a plain one).
+	TLS *TLSFiles
+}
+
+// SentinelOptions secure a set StartRedisSentinelWith starts.
+type SentinelOptions struct {
+	// Password, when set, is the data nodes' requirepass and masterauth,
+	// and the Sentinels' auth-pass for the master.
+	Password string
+	// SentinelPassword, when set, is the Sentinels' own requirepass (they
+	// also authenticate to each other with it).
+	SentinelPassword string
+	// TLS makes the data nodes and the Sentinels listen for TLS only, as
+	// ClusterOptions.TLS does, with tls-replication yes everywhere: the
+	// replica syncs, and the Sentinels reach the data nodes and each
+	// other, over TLS. Do speaks TLS to them.
+	TLS bool
+	// TLSClientAuth, with TLS, makes the data nodes and the Sentinels
+	// require a client certificate, as ClusterOptions.TLSClientAuth does.
+	TLSClientAuth bool
 }
 
 // StartRedisSentinel starts the master, the replica (replicaof the master),
@@ -178,9 +260,25 @@ type RedisSentinel struct {
 // until each knows the replica and the two other Sentinels.
 func StartRedisSentinel(tb testing.TB) *RedisSentinel {
 	tb.Helper()
-	s := &RedisSentinel{tb: tb, Name: "mymaster"}
-	master := StartRedis(tb)
-	replica := StartRedisWith(tb, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port()))
+	return StartRedisSentinelWith(tb, SentinelOptions{})
+}
+
+// StartRedisSentinelWith is StartRedisSentinel with passwords and/or TLS.
+func StartRedisSentinelWith(tb testing.TB, o SentinelOptions) *RedisSentinel {
+	tb.Helper()
+	s := &RedisSentinel{tb: tb, Name: "mymaster", Password: o.Password, SentinelPassword: o.SentinelPassword}
+	if o.TLS {
+		s.TLS = newTLSFiles(tb, "", o.TLSClientAuth)
+	}
+	var data []string
+	if o.Password != "" {
+		data = append(data, "--masterauth", o.Password)
+	}
+	if o.TLS {
+		data = append(data, "--tls-replication", "yes")
+	}
+	master := startNode(tb, s.TLS, o.Password, nil, data...)
+	replica := startNode(tb, s.TLS, o.Password, nil, append(data, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port()))...)
 	s.Data = []*Redis{master, replica}
 	waitUntil(tb, 20*time.Second, "replica in sync", func() (bool, string) {
 		info, err := replica.DoErr("INFO", "replication")
@@ -189,16 +287,36 @@ func StartRedisSentinel(tb testing.TB) *RedisSentinel {
 	for range 3 {
 		s.Sentinels = append(s.Sentinels, startRedis(tb, func(r *Redis) {
 			conf := filepath.Join(r.dir, "sentinel.conf")
+			if s.TLS != nil {
+				r.tlsConfig = s.TLS.config
+			}
+			r.password = o.SentinelPassword
 			r.args = func(dir string) []string {
 				// Sentinel rewrites its config file, so it is written
 				// fresh for each run (the tests never restart one).
-				body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+				var b strings.Builder
+				if s.TLS != nil {
+					fmt.Fprintf(&b, "port 0\ntls-port %d\ntls-replication yes\n", r.port)
+					args := s.TLS.serverArgs()
+					for i := 0; i+1 < len(args); i += 2 {
+						fmt.Fprintf(&b, "%s %s\n", strings.TrimPrefix(args[i], "--"), args[i+1])
+					}
+				} else {
+					fmt.Fprintf(&b, "port %d\n", r.port)
+				}
+				if o.SentinelPassword != "" {
+					fmt.Fprintf(&b, "requirepass %s\n", o.SentinelPassword)
+				}
+				fmt.Fprintf(&b, "bind 127.0.0.1\ndir %s\n"+
 					"sentinel monitor %s 127.0.0.1 %d 2\n"+
 					"sentinel down-after-milliseconds %s 5000\n"+
 					"sentinel failover-timeout %s 10000\n"+
 					"sentinel parallel-syncs %s 1\n",
-					r.port, dir, s.Name, master.Port(), s.Name, s.Name, s.Name)
-				if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+					dir, s.Name, master.Port(), s.Name, s.Name, s.Name)
+				if o.Password != "" {
+					fmt.Fprintf(&b, "sentinel auth-pass %s %s\n", s.Name, o.Password)
+				}
+				if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
 					tb.Errorf("testenv: write sentinel.conf: %v", err)
 				}
 				return []string{conf, "--sentinel"}
@@ -215,6 +333,27 @@ func StartRedisSentinel(tb testing.TB) *RedisSentinel {
 		})
 	}
 	return s
+}
+
+// startNode starts a data node with the security given (files nil for
+// plain, password "" for none) and extra arguments; setup, when set,
+// adjusts it further.
+func startNode(tb testing.TB, files *TLSFiles, password string, setup func(r *Redis), extra ...string) *Redis {
+	tb.Helper()
+	return startRedis(tb, func(r *Redis) {
+		r.extra = append([]string(nil), extra...)
+		if files != nil {
+			r.tlsConfig = files.config
+			r.extra = append(r.extra, files.serverArgs()...)
+		}
+		if password != "" {
+			r.password = password
+			r.extra = append(r.extra, "--requirepass", password)
+		}
+		if setup != nil {
+			setup(r)
+		}
+	})
 }
 
 // Addrs returns the Sentinels' addresses comma-separated, as
@@ -300,9 +439,24 @@ func (s *RedisSentinel) Restart(outage time.Duration) {
 // test. The plain port stays open for Do.
 type RedisTLS struct {
 	*Redis
-	TLSPort     int
-	CAFile      string // PEM of the CA that signed the server's certificate
-	WrongCAFile string // PEM of another CA, which did not
+	TLSPort int
+	TLSFiles
+}
+
+// TLSFiles are the PEM files of a TLS server or deployment made for a
+// test.
+type TLSFiles struct {
+	CAFile      string // the CA that signed the servers' certificate
+	WrongCAFile string // another CA, which did not
+	// ClientCertFile and ClientKeyFile are a client certificate signed by
+	// CAFile's CA; WrongClientCertFile and WrongClientKeyFile one signed
+	// by WrongCAFile's.
+	ClientCertFile, ClientKeyFile           string
+	WrongClientCertFile, WrongClientKeyFile string
+
+	certFile, keyFile string      // the servers' certificate (for 127.0.0.1 and localhost) and key
+	clientAuth        bool        // servers require a client certificate (tls-auth-clients yes)
+	config            *tls.Config // trusts CAFile and presents the client certificate, for Do
 }
 
 // StartRedisTLS generates the CAs and the server's certificate with
@@ -310,19 +464,76 @@ type RedisTLS struct {
 // certificates.
 func StartRedisTLS(tb testing.TB) *RedisTLS {
 	tb.Helper()
+	t := &RedisTLS{TLSPort: FreePort(tb), TLSFiles: *newTLSFiles(tb, "", false)}
+	t.Redis = StartRedisWith(tb, append([]string{"--tls-port", strconv.Itoa(t.TLSPort)}, t.serverArgs()...)...)
+	return t
+}
+
+// newTLSFiles writes a CA, another CA, a server certificate for 127.0.0.1
+// and localhost signed by the first, and client certificates signed by
+// each, made with crypto/x509, in a temporary directory. With hostOnly
+// set, the server certificate names that host alone, no IP address, and
+// Do checks that name. clientAuth makes the servers require a client
+// certificate.
+func newTLSFiles(tb testing.TB, hostOnly string, clientAuth bool) *TLSFiles {
+	tb.Helper()
 	dir := tb.TempDir()
 	ca, caKey, caPEM := newCA(tb, "presenced test CA")
-	_, _, wrongPEM := newCA(tb, "some other CA")
+	wrong, wrongKey, wrongPEM := newCA(tb, "some other CA")
+	server := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		// Client auth too: cluster nodes and replicas present it to
+		// their peers.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	if hostOnly != "" {
+		server.Subject.CommonName, server.DNSNames, server.IPAddresses = hostOnly, []string{hostOnly}, nil
+	}
+	client := func(serial int64) *x509.Certificate {
+		return &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "presenced"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+	}
+	f := &TLSFiles{
+		CAFile: filepath.Join(dir, "ca.pem"), WrongCAFile: filepath.Join(dir, "wrong-ca.pem"),
+		certFile: filepath.Join(dir, "server.pem"), keyFile: filepath.Join(dir, "server.key"),
+		ClientCertFile: filepath.Join(dir, "client.pem"), ClientKeyFile: filepath.Join(dir, "client.key"),
+		WrongClientCertFile: filepath.Join(dir, "wrong-client.pem"), WrongClientKeyFile: filepath.Join(dir, "wrong-client.key"),
+		clientAuth: clientAuth,
+	}
+	for _, w := range []struct {
+		file string
+		pem  []byte
+	}{{f.CAFile, caPEM}, {f.WrongCAFile, wrongPEM}} {
+		if err := os.WriteFile(w.file, w.pem, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	writeLeaf(tb, server, ca, caKey, f.certFile, f.keyFile)
+	writeLeaf(tb, client(3), ca, caKey, f.ClientCertFile, f.ClientKeyFile)
+	writeLeaf(tb, client(4), wrong, wrongKey, f.WrongClientCertFile, f.WrongClientKeyFile)
+	pair, err := tls.LoadX509KeyPair(f.ClientCertFile, f.ClientKeyFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	f.config = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: hostOnly, Certificates: []tls.Certificate{pair}}
+	return f
+}
+
+// writeLeaf signs tmpl (valid for a day) with the CA and writes it and a
+// new key as PEM files.
+func writeLeaf(tb testing.TB, tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey, certFile, keyFile string) {
+	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		tb.Fatal(err)
@@ -331,26 +542,26 @@ func StartRedisTLS(tb testing.TB) *RedisTLS {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	files := map[string][]byte{
-		"ca.pem":       caPEM,
-		"wrong-ca.pem": wrongPEM,
-		"server.pem":   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"server.key":   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
 	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			tb.Fatal(err)
-		}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		tb.Fatal(err)
 	}
-	t := &RedisTLS{TLSPort: FreePort(tb), CAFile: filepath.Join(dir, "ca.pem"), WrongCAFile: filepath.Join(dir, "wrong-ca.pem")}
-	t.Redis = StartRedisWith(tb,
-		"--tls-port", strconv.Itoa(t.TLSPort),
-		"--tls-cert-file", filepath.Join(dir, "server.pem"),
-		"--tls-key-file", filepath.Join(dir, "server.key"),
-		"--tls-ca-cert-file", t.CAFile,
-		"--tls-auth-clients", "no",
-	)
-	return t
+}
+
+// serverArgs are the redis-server arguments that serve f's certificate.
+func (f *TLSFiles) serverArgs() []string {
+	auth := "no"
+	if f.clientAuth {
+		auth = "yes"
+	}
+	return []string{
+		"--tls-cert-file", f.certFile,
+		"--tls-key-file", f.keyFile,
+		"--tls-ca-cert-file", f.CAFile,
+		"--tls-auth-clients", auth,
+	}
 }
 
 // TLSURL returns the TLS address as a REDIS_URL, "rediss://127.0.0.1:port".

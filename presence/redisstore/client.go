@@ -79,6 +79,16 @@ func NewUniversalClient(o ClientOptions) (redis.UniversalClient, error) {
 			MasterName: o.SentinelMaster, SentinelAddrs: o.SentinelAddrs, SentinelPassword: o.SentinelPassword,
 			Username: base.Username, Password: base.Password, DB: base.DB, TLSConfig: base.TLSConfig,
 			ContextTimeoutEnabled: true, DialTimeout: 2 * time.Second, MaxRetries: 1,
+			// One dial attempt per connection. redisDialer never fails a
+			// dial to a data node, so go-redis's dial retries (5, 100 ms
+			// apart) only repeat asking every Sentinel for the master
+			// when none answered. With Sentinels refusing the client
+			// certificate (each Sentinel's command is retried too) a
+			// Ping then failed after 1.5 s alone, and after more than
+			// the 2 s budget of presenced's probe in the binary, which
+			// said "unreachable" instead of "tls failed"; with one
+			// attempt, under 0.2 s. presenced retries on its own.
+			DialerRetries: 1,
 		}
 		fopts.Dialer = redisDialer(&redis.Options{Network: "tcp", DialTimeout: fopts.DialTimeout, TLSConfig: base.TLSConfig})
 		return redis.NewFailoverClient(fopts), nil
