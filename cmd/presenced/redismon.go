@@ -181,6 +181,16 @@ func (m *redisMonitor) checkEviction(ctx context.Context) error {
 // follow LOG_FORMAT instead of going to stderr in go-redis's format.
 type goRedisLogger struct{ log *slog.Logger }
 
+// Printf logs a Sentinel naming a new master at info level, and go-redis's
+// other lines at debug level: they repeat every failed dial and Sentinel
+// query (hundreds a minute while Redis or the Sentinels refuse
+// presenced), and the Redis monitor already says each change of state
+// once (see "Connection states" in the README).
 func (l goRedisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.InfoContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+	msg := fmt.Sprintf(format, v...)
+	level := slog.LevelDebug
+	if strings.Contains(msg, "new master") {
+		level = slog.LevelInfo
+	}
+	l.log.Log(ctx, level, msg, "component", "go-redis")
 }

@@ -87,11 +87,11 @@ func (s State) Advice() string {
 	case StateOK:
 		return ""
 	case StateAuthRefused:
-		return "Redis refused presenced's credentials: check the user and password in REDIS_URL or REDIS_USERNAME/REDIS_PASSWORD (and the server's requirepass/ACL); retrying will not help until that is fixed"
+		return "Redis refused presenced's credentials: check the user and password in REDIS_URL or REDIS_USERNAME/REDIS_PASSWORD (and the server's requirepass/ACL), or REDIS_SENTINEL_PASSWORD for the Sentinels; retrying will not help until that is fixed"
 	case StateWrongDatabase:
 		return "Redis has no such database: the /N at the end of REDIS_URL is beyond the server's `databases` setting (or not 0 on a Cluster); retrying will not help until that is fixed"
 	case StateTLSFailed:
-		return "the TLS handshake with Redis failed: check rediss://, REDIS_TLS_CA_FILE (the CA that signed the server's certificate) and the server's name in its certificate"
+		return "the TLS handshake with Redis failed: check rediss://, REDIS_TLS_CA_FILE (the CA that signed the server's certificate), the server's name in its certificate, and REDIS_TLS_CERT_FILE/REDIS_TLS_KEY_FILE when the server asks for a client certificate"
 	case StateUnreachable:
 		return "Redis is unreachable (no connection, or no answer in time); retrying"
 	}
