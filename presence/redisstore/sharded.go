@@ -759,7 +759,14 @@ func (s *Sharded) ReadEvents(ctx context.Context, after string, count int, block
 			}
 		}
 	}
-	return mergeEvents(per, pos), nil
+	out := mergeEvents(per, pos)
+	if len(out) > max(count, 1) {
+		// Each shard gave up to count events: the earliest count of
+		// them are the earliest of all, and the last one's position
+		// covers exactly those.
+		out = out[:max(count, 1)]
+	}
+	return out, nil
 }
 
 // readTogether reads every shard's stream in one XREAD (one server).
