@@ -458,11 +458,16 @@ func (s *Sharded) Heartbeat(ctx context.Context, seq uint64, info presence.NodeI
 		return err
 	})
 	out := mergeReaped(reaped)
+	// The states go home even when some shard failed (its master is down,
+	// say): online_users stays the sum of the newest states seen and its
+	// expiry is renewed, instead of vanishing two leases later while the
+	// other shards and the home key are served.
+	_, herr := s.pushHome(ctx, true)
 	if err := combine(errs, false); err != nil {
 		return out, err
 	}
-	if _, err := s.pushHome(ctx, true); err != nil {
-		return out, err
+	if herr != nil {
+		return out, herr
 	}
 	return out, nil
 }
