@@ -447,6 +447,15 @@ func (s *Sharded) Heartbeat(ctx context.Context, seq uint64, info presence.NodeI
 			held[i] = seq // every shard answers RESYNC, and still reaps
 		}
 	}
+	// The shards get three quarters of the time left: a shard whose
+	// master is down takes all it is given, and the states must still go
+	// home (see below).
+	sctx := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)*3/4))
+		defer cancel()
+	}
 	reaped := make([][]presence.Reaped, len(s.shards))
 	errs := s.each(s.all(), func(i int) error {
 		figures := ""
@@ -454,7 +463,7 @@ func (s *Sharded) Heartbeat(ctx context.Context, seq uint64, info presence.NodeI
 			figures = raw
 		}
 		var err error
-		reaped[i], err = s.shards[i].beat(ctx, info.ID, held[i], figures)
+		reaped[i], err = s.shards[i].beat(sctx, info.ID, held[i], figures)
 		return err
 	})
 	out := mergeReaped(reaped)
