@@ -791,9 +791,7 @@ func (s *Sharded) readTogether(ctx context.Context, pos []string, count int, blo
 		streams = append(streams, sh.events)
 		at[sh.events] = i
 	}
-	for _, p := range pos {
-		streams = append(streams, p)
-	}
+	streams = append(streams, pos...)
 	args := &redis.XReadArgs{Streams: streams, Count: int64(max(count, 1)), Block: -1}
 	if block > 0 {
 		args.Block = block
