@@ -19,6 +19,7 @@ import (
 
 	"github.com/presenced/presenced/auth"
 	"github.com/presenced/presenced/internal/testenv"
+	"github.com/presenced/presenced/presence/redisstore"
 )
 
 // Cluster tests run with short intervals so that they finish fast; the
@@ -366,7 +367,8 @@ func (m *truthModel) termAndWatch(t *testing.T, n *liveNode, want int64) {
 // WebSocket clients it holds. A client is open while the test has not
 // closed it, its node is live and its read loop runs.
 type truthModel struct {
-	redis presenceRedis
+	redis  presenceRedis
+	shards int // PRESENCE_SHARDS of the deployment (1: no shards)
 
 	mu      sync.Mutex
 	nodes   []*liveNode
@@ -400,7 +402,14 @@ type dialSpec struct {
 }
 
 func newTruthModel(t testing.TB, r presenceRedis) *truthModel {
-	m := &truthModel{redis: r, tokens: map[string]string{}}
+	m := &truthModel{redis: r, shards: 1, tokens: map[string]string{}}
+	if v, ok := r.env()["PRESENCE_SHARDS"]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("PRESENCE_SHARDS=%q", v)
+		}
+		m.shards = n
+	}
 	t.Cleanup(m.closeAll)
 	return m
 }
@@ -678,13 +687,17 @@ func (m *truthModel) presenceProblems(t testing.TB) []string {
 	case !ok || v != users:
 		out = append(out, fmt.Sprintf("%s = %d (present %v), truth %d", onlineKey, v, ok, users))
 	}
-	if hlen, err := m.redis.DoErr("HLEN", presencePrefix+":users"); err != nil || hlen != strconv.FormatInt(users, 10) {
-		out = append(out, fmt.Sprintf("HLEN %s:users = %s (%v), truth %d", presencePrefix, hlen, err, users))
-	}
-	if got, err := m.nodeShares(); err != nil {
-		out = append(out, err.Error())
-	} else if diff := diffCounts(got, want); diff != "" {
-		out = append(out, "sum of node shares != open connections per user: "+diff)
+	if m.shards > 1 {
+		out = append(out, m.shardProblems(want)...)
+	} else {
+		if hlen, err := m.redis.DoErr("HLEN", presencePrefix+":users"); err != nil || hlen != strconv.FormatInt(users, 10) {
+			out = append(out, fmt.Sprintf("HLEN %s:users = %s (%v), truth %d", presencePrefix, hlen, err, users))
+		}
+		if got, err := m.nodeShares(); err != nil {
+			out = append(out, err.Error())
+		} else if diff := diffCounts(got, want); diff != "" {
+			out = append(out, "sum of node shares != open connections per user: "+diff)
+		}
 	}
 	for _, n := range m.liveNodes() {
 		var o Overview
@@ -859,4 +872,78 @@ func fetchJSON(n *Node, path string, out any) error {
 		return fmt.Errorf("GET %s: decode %q: %w", path, body, err)
 	}
 	return nil
+}
+
+// shardScript reads one shard in one call: the length of its users hash,
+// then every user of its node shares with the connections summed over the
+// shares.
+const shardScript = `
+local sums, users = {}, {}
+for _, k in ipairs(redis.call('KEYS', ARGV[1] .. ':node:*')) do
+  local f = redis.call('HGETALL', k)
+  for i = 1, #f, 2 do
+    if not sums[f[i]] then
+      users[#users + 1] = f[i]
+      sums[f[i]] = 0
+    end
+    sums[f[i]] = sums[f[i]] + tonumber(f[i + 1])
+  end
+end
+local out = {tostring(redis.call('HLEN', ARGV[1] .. ':users'))}
+for _, u in ipairs(users) do
+  out[#out + 1] = u
+  out[#out + 1] = tostring(sums[u])
+end
+return out`
+
+// shardProblems compares the shards of a deployment with PRESENCE_SHARDS
+// above 1 with the open connections per user: the users hashes' lengths
+// summed over the shards (redisstore.ShardPrefix of the default prefix),
+// and the node shares summed over the shards. Each shard is read on the
+// server holding it (one call per shard).
+func (m *truthModel) shardProblems(want map[string]int64) []string {
+	var hlen int64
+	shares := map[string]int64{}
+	for i := range m.shards {
+		p := redisstore.ShardPrefix(presencePrefix, i, m.shards)
+		reply, err := m.doAt(p+":users", "EVAL", shardScript, "0", p)
+		if err == nil && strings.HasPrefix(reply, "(error)") {
+			err = errors.New(reply)
+		}
+		if err != nil {
+			return []string{fmt.Sprintf("read shard %s: %v", p, err)}
+		}
+		f := respList(reply)
+		if len(f)%2 != 1 {
+			return []string{fmt.Sprintf("shard %s: reply %q", p, reply)}
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		hlen += n
+		for k := 1; k+1 < len(f); k += 2 {
+			c, err := strconv.ParseInt(f[k+1], 10, 64)
+			if err != nil {
+				return []string{fmt.Sprintf("shard %s: %s holds %q", p, f[k], f[k+1])}
+			}
+			shares[f[k]] += c
+		}
+	}
+	var out []string
+	if hlen != int64(len(want)) {
+		out = append(out, fmt.Sprintf("users hashes of the %d shards hold %d users, truth %d", m.shards, hlen, len(want)))
+	}
+	if diff := diffCounts(shares, want); diff != "" {
+		out = append(out, fmt.Sprintf("sum of node shares over the %d shards != open connections per user: %s", m.shards, diff))
+	}
+	return out
+}
+
+// doAt sends one command to the server holding key: the one server, or on
+// a Cluster the master of key's slot.
+func (m *truthModel) doAt(key string, args ...string) (string, error) {
+	if r, ok := m.redis.(interface {
+		doAt(key string, args ...string) (string, error)
+	}); ok {
+		return r.doAt(key, args...)
+	}
+	return m.redis.DoErr(args...)
 }

@@ -1,9 +1,13 @@
 package e2e_test
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/internal/keyslot"
 	"github.com/presenced/presenced/internal/testenv"
 )
 
@@ -35,15 +39,47 @@ func (r singleRedis) restart(t *testing.T, outage time.Duration) {
 }
 
 // clusterRedis is a 3-master Redis Cluster (REDIS_CLUSTER_ADDRS) with the
-// default key layout: every presence key on the master of online_users.
+// default key layout: every presence key on the master of online_users
+// (with PRESENCE_SHARDS above 1, the home keys; see doAt for the shards).
 type clusterRedis struct {
 	c      *testenv.RedisCluster
 	holder *testenv.Redis
+	owners []*testenv.Redis // the master of each slot
 }
 
 func newClusterRedis(t *testing.T) clusterRedis {
 	c := testenv.StartRedisCluster(t)
-	return clusterRedis{c: c, holder: c.MasterOf(onlineKey)}
+	r := clusterRedis{c: c, holder: c.MasterOf(onlineKey), owners: make([]*testenv.Redis, keyslot.Slots)}
+	// The slots never move (no replicas, no resharding): read them once.
+	for _, n := range c.Nodes {
+		for line := range strings.SplitSeq(n.Do("CLUSTER", "NODES"), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 8 || !strings.Contains(f[2], "myself") {
+				continue
+			}
+			for _, rng := range f[8:] {
+				lo, hi, found := strings.Cut(rng, "-")
+				if !found {
+					hi = lo
+				}
+				a, err1 := strconv.Atoi(lo)
+				b, err2 := strconv.Atoi(hi)
+				for slot := a; err1 == nil && err2 == nil && slot <= b; slot++ {
+					r.owners[slot] = n
+				}
+			}
+		}
+	}
+	return r
+}
+
+// doAt sends one command to the master of key's slot.
+func (r clusterRedis) doAt(key string, args ...string) (string, error) {
+	n := r.owners[keyslot.Of(key)]
+	if n == nil {
+		return "", fmt.Errorf("no master serves the slot of %s", key)
+	}
+	return n.DoErr(args...)
 }
 
 func (r clusterRedis) env() map[string]string {

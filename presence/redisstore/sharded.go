@@ -189,22 +189,26 @@ func NewSharded(rdb redis.UniversalClient, o Options, n int) (*Sharded, error) {
 }
 
 // ShardPrefix is the key prefix of shard i of n under the home prefix
-// prefix: the home prefix with its hash tag T replaced by "T:i", or by
-// "T:i:j" for the smallest j that puts the tag in the i-th n-th of the
-// cluster's slots. So the shards spread evenly over masters that own
-// equal ranges of slots, as redis-cli --cluster create gives them.
-// "{online_users}" with 16 shards gives "{online_users:0}",
-// "{online_users:1:3}", ...
+// prefix: the home prefix with its hash tag T replaced by "T:<i>of<n>",
+// or by "T:<i>of<n>:<j>" for the smallest j that puts the tag in the i-th
+// n-th of the cluster's slots. So the shards spread evenly over masters
+// that own equal ranges of slots, as redis-cli --cluster create gives
+// them, and layouts with different n never share a key (a node started
+// with another PRESENCE_SHARDS cannot write into this layout's shards).
 func ShardPrefix(prefix string, i, n int) string {
+	if i < 0 || i >= n || n > keyslot.Slots {
+		panic(fmt.Sprintf("redisstore: no shard %d of %d", i, n))
+	}
 	tag := hashTag(prefix)
 	open := strings.IndexByte(prefix, '{')
 	lo, hi := i*keyslot.Slots/n, (i+1)*keyslot.Slots/n
-	cand := tag + ":" + strconv.Itoa(i)
+	base := tag + ":" + strconv.Itoa(i) + "of" + strconv.Itoa(n)
+	cand := base
 	for j := 1; ; j++ {
 		if slot := keyslot.Of("{" + cand + "}"); slot >= lo && slot < hi {
 			break
 		}
-		cand = tag + ":" + strconv.Itoa(i) + ":" + strconv.Itoa(j)
+		cand = base + ":" + strconv.Itoa(j)
 	}
 	return prefix[:open+1] + cand + prefix[open+1+len(tag):]
 }
@@ -281,13 +285,11 @@ func (s *Sharded) wrote(node string, i int, seq uint64) {
 
 // pushHome hands the shards' states to home.lua (all of them with
 // heartbeat set, else those not handed over yet) and returns online_users
-// as it sets it. With nothing to hand over it returns the local sum.
+// as it sets it; home.lua renews its expiry (two leases). With nothing to
+// hand over it returns the local sum.
 func (s *Sharded) pushHome(ctx context.Context, heartbeat bool) (int64, error) {
 	s.mu.Lock()
-	args := []any{len(s.shards), 0, s.peak, presence.DayNumber(time.Now().In(s.loc))}
-	if heartbeat {
-		args[1] = s.ttl.Milliseconds()
-	}
+	args := []any{len(s.shards), s.ttl.Milliseconds(), s.peak, presence.DayNumber(time.Now().In(s.loc))}
 	var sent []int
 	var sum int64
 	for i, st := range s.states {
@@ -463,6 +465,15 @@ func (s *Sharded) Heartbeat(ctx context.Context, seq uint64, info presence.NodeI
 			held[i] = seq // every shard answers RESYNC, and still reaps
 		}
 	}
+	// The shards get three quarters of the time left: a shard whose
+	// master is down takes all it is given, and the states must still go
+	// home (see below).
+	sctx := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)*3/4))
+		defer cancel()
+	}
 	reaped := make([][]presence.Reaped, len(s.shards))
 	errs := s.each(s.all(), func(i int) error {
 		figures := ""
@@ -470,15 +481,20 @@ func (s *Sharded) Heartbeat(ctx context.Context, seq uint64, info presence.NodeI
 			figures = raw
 		}
 		var err error
-		reaped[i], err = s.shards[i].beat(ctx, info.ID, held[i], figures)
+		reaped[i], err = s.shards[i].beat(sctx, info.ID, held[i], figures)
 		return err
 	})
 	out := mergeReaped(reaped)
+	// The states go home even when some shard failed (its master is down,
+	// say): online_users stays the sum of the newest states seen and its
+	// expiry is renewed, instead of vanishing two leases later while the
+	// other shards and the home key are served.
+	_, herr := s.pushHome(ctx, true)
 	if err := combine(errs, false); err != nil {
 		return out, err
 	}
-	if _, err := s.pushHome(ctx, true); err != nil {
-		return out, err
+	if herr != nil {
+		return out, herr
 	}
 	return out, nil
 }
@@ -760,8 +776,18 @@ func (s *Sharded) ReadEvents(ctx context.Context, after string, count int, block
 	deadline := time.Now().Add(block)
 	for {
 		per, err := s.readShards(ctx, pos, count)
-		if err != nil || anyEvents(per) || !time.Now().Before(deadline) {
-			return mergeEvents(per, pos), err
+		if err != nil {
+			return nil, err
+		}
+		if anyEvents(per) || !time.Now().Before(deadline) {
+			out := mergeEvents(per, pos)
+			if len(out) > max(count, 1) {
+				// Each shard gave up to count events: the earliest count
+				// of them are the earliest of all, and the last one's
+				// position covers exactly those.
+				out = out[:max(count, 1)]
+			}
+			return out, nil
 		}
 		if s.poll == 0 {
 			if err := s.waitTogether(ctx, pos, time.Until(deadline)); err != nil {

@@ -66,7 +66,12 @@ func TestShardPrefixesSpreadOverSlots(t *testing.T) {
 			seen[p] = true
 		}
 	}
-	if got := redisstore.ShardPrefix("{online_users}", 1, 2); got != "{online_users:1}" {
-		t.Errorf("shard 1 of 2 = %q, want {online_users:1} (its slot is in the upper half)", got)
+	for _, c := range []struct {
+		i, n int
+		want string
+	}{{0, 2, "{online_users:0of2}"}, {1, 2, "{online_users:1of2}"}, {0, 16, "{online_users:0of16}"}, {1, 16, "{online_users:1of16:40}"}} {
+		if got := redisstore.ShardPrefix("{online_users}", c.i, c.n); got != c.want {
+			t.Errorf("shard %d of %d = %q, want %q", c.i, c.n, got, c.want)
+		}
 	}
 }

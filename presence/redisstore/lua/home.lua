@@ -18,8 +18,9 @@
 --                       <shard index> -> the newest state seen
 -- KEYS[3] <home>:peak:<day> STRING the day's peak of the sum
 -- ARGV[1] the number of shards N
--- ARGV[2] lease length in ms when the caller is a heartbeat (the sum then
---         expires two leases later, like online_users without shards), or 0
+-- ARGV[2] lease length in ms: the sum and the states expire two leases
+--         after the last node's last write or heartbeat (so keys left by
+--         nodes that all died go away, as online_users does without shards)
 -- ARGV[3] the day's peak the node remembers ("<day>:<peak>" or "")
 -- ARGV[4] today's day number (the peak key's)
 -- ARGV[5], ARGV[6], ... pairs of shard index, state
@@ -74,12 +75,10 @@ for _, state in ipairs(redis.call('HMGET', KEYS[2], unpack(fields))) do
     end
   end
 end
-redis.call('SET', KEYS[1], sum, 'KEEPTTL')
+redis.call('SET', KEYS[1], sum)
 local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], 2 * ttl)
-  redis.call('PEXPIRE', KEYS[2], 2 * ttl)
-end
+redis.call('PEXPIRE', KEYS[1], 2 * ttl)
+redis.call('PEXPIRE', KEYS[2], 2 * ttl)
 
 local peak = tonumber(redis.call('GET', KEYS[3]) or '0')
 local day, remembered = string.match(ARGV[3], '^(%d+):(%d+)$')
