@@ -43,6 +43,24 @@ func TestChurnSharded(t *testing.T) {
 	runChurn(t, 40*time.Second, true, func(r *testenv.Redis) presenceRedis { return shardedRedis{singleRedis{r}, 4} })
 }
 
+// TestChurnShardedWithInjectedTimeouts is TestChurnWithInjectedTimeouts
+// with PRESENCE_SHARDS=4: the nodes reach Redis through a proxy that holds
+// back or drops the replies of 5% of the requests, so the shards' calls
+// time out with their outcome unknown, some of a batch's parts applied
+// and others not; the count must still settle exactly after every step.
+func TestChurnShardedWithInjectedTimeouts(t *testing.T) {
+	var px *testenv.FaultProxy
+	runChurn(t, 35*time.Second, false, func(r *testenv.Redis) presenceRedis {
+		px = testenv.StartFaultProxy(t, r.Addr())
+		px.Random(0.05)
+		return shardedRedis{proxiedRedis{singleRedis{r}, px}, 4}
+	})
+	t.Logf("%d faults injected", px.Faults())
+	if px.Faults() == 0 {
+		t.Fatal("no fault was injected")
+	}
+}
+
 // TestClusterShardedOnRedisCluster runs the three-node scenarios on a
 // 3-master Redis Cluster with PRESENCE_SHARDS=16, so that presence spreads
 // over every master. The restart is of the master of online_users: with
