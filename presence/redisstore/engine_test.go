@@ -23,24 +23,32 @@ import (
 // of one) with its own key prefix and online key.
 func openAt(tb testing.TB, addr string, o redisstore.Options) (*redisstore.Store, string, string) {
 	tb.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
-	tb.Cleanup(func() { rdb.Close() })
-	id := prefixes.Add(1)
-	if o.Prefix == "" {
-		o.Prefix = fmt.Sprintf("{t%d}", id)
-		o.OnlineKey = fmt.Sprintf("{t%d}online_users", id)
-	}
+	rdb, o := testClient(tb, addr, o)
 	if o.NodeTTL == 0 {
 		o.NodeTTL = time.Minute
-	}
-	if o.RecoveryWindow == 0 {
-		o.RecoveryWindow = time.Millisecond
 	}
 	s, err := redisstore.New(rdb, o)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return s, o.Prefix, o.OnlineKey
+}
+
+// testClient returns a client of addr, closed at cleanup, and o with a
+// key prefix and online key of the test's own (unless o has a prefix) and
+// a recovery window of 1 ms (unless set).
+func testClient(tb testing.TB, addr string, o redisstore.Options) (*redis.Client, redisstore.Options) {
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
+	tb.Cleanup(func() { rdb.Close() })
+	if o.Prefix == "" {
+		id := prefixes.Add(1)
+		o.Prefix = fmt.Sprintf("{t%d}", id)
+		o.OnlineKey = fmt.Sprintf("{t%d}online_users", id)
+	}
+	if o.RecoveryWindow == 0 {
+		o.RecoveryWindow = time.Millisecond
+	}
+	return rdb, o
 }
 
 func usersN(prefix string, n int) map[string]int64 {
@@ -434,7 +442,27 @@ func TestChurnWithInjectedTimeouts(t *testing.T) {
 			Node: "n" + strconv.Itoa(i), Store: s, HeartbeatInterval: hb, BatchWindow: 5 * time.Millisecond, BatchMax: 40,
 		}))
 	}
-	r := rand.New(rand.NewPCG(3, 4))
+	want := truthOf(churnWithFaults(t, trackers, px, 3))
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	var got map[string]string
+	for end := time.Now().Add(20 * hb); time.Now().Before(end); time.Sleep(hb / 2) {
+		got = rdb.HGetAll(ctx(t), prefix+":users").Val()
+		if maps.Equal(got, want) && rdb.Get(ctx(t), prefix+"online_users").Val() == strconv.Itoa(len(want)) && rdb.HLen(ctx(t), prefix+":rewrite").Val() == 0 {
+			return
+		}
+	}
+	t.Fatalf("users hash never matched the truth: %d users, want %d (first differences: %v)", len(got), len(want), firstDiff(got, want))
+}
+
+// churnWithFaults connects and disconnects users (400 of them) at random
+// on trackers for 3 s, 50 changes every 10 ms, while px breaks 3% of the
+// requests; then it stops the faults, lets everything held back land, and
+// returns each tracker's connections per user. The seed picks the
+// sequence.
+func churnWithFaults(t *testing.T, trackers []*presence.Tracker, px *testenv.FaultProxy, seed uint64) []map[string]int {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, seed+1))
 	conns := make([]map[string]int, len(trackers))
 	for i := range conns {
 		conns[i] = map[string]int{}
@@ -460,6 +488,12 @@ func TestChurnWithInjectedTimeouts(t *testing.T) {
 	if px.Faults() == 0 {
 		t.Fatal("no fault was injected")
 	}
+	return conns
+}
+
+// truthOf sums the trackers' connections per user, as the users hash
+// holds them.
+func truthOf(conns []map[string]int) map[string]string {
 	want := map[string]string{}
 	for _, m := range conns {
 		for u, n := range m {
@@ -469,16 +503,7 @@ func TestChurnWithInjectedTimeouts(t *testing.T) {
 			}
 		}
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
-	var got map[string]string
-	for end := time.Now().Add(20 * hb); time.Now().Before(end); time.Sleep(hb / 2) {
-		got = rdb.HGetAll(ctx(t), prefix+":users").Val()
-		if maps.Equal(got, want) && rdb.Get(ctx(t), prefix+"online_users").Val() == strconv.Itoa(len(want)) && rdb.HLen(ctx(t), prefix+":rewrite").Val() == 0 {
-			return
-		}
-	}
-	t.Fatalf("users hash never matched the truth: %d users, want %d (first differences: %v)", len(got), len(want), firstDiff(got, want))
+	return want
 }
 
 func firstDiff(got, want map[string]string) []string {

@@ -101,8 +101,7 @@ type Store struct {
 	callTimeout time.Duration
 	cursors     sync.Map // node -> cursor of its own share's scan (string)
 
-	peakMu sync.Mutex
-	peak   string // the day's peak as last seen, "<day>:<peak>" (see restore_peak in lib.lua)
+	peak peakMemory // the day's peak as last seen (see restore_peak in lib.lua)
 
 	shard *shardHook // nil unless this Store is a shard of a Sharded
 }
@@ -379,7 +378,7 @@ func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
 			chunk = pairs[(k-1)*per : min(len(pairs), k*per)]
 		}
 		args := make([]any, 0, 9+len(chunk))
-		args = append(args, s.prefix, sh.Node, seq, s.ttl.Milliseconds(), sh.Guests, "", s.peakMemory(), k, chunks)
+		args = append(args, s.prefix, sh.Node, seq, s.ttl.Milliseconds(), sh.Guests, "", s.peak.get(), k, chunks)
 		args = append(args, chunk...)
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 		res, err := s.run(cctx, s.sync, keys, args...).Slice()
@@ -418,7 +417,7 @@ func (s *Store) Sync(ctx context.Context, sh presence.Share) (int64, error) {
 		}
 		if res[0] == "done" {
 			if len(res) > 2 {
-				s.rememberPeak(fmt.Sprint(res[2]))
+				s.peak.remember(fmt.Sprint(res[2]))
 			}
 			return toInt(res[1]), nil
 		}
@@ -445,24 +444,30 @@ func (s *Store) onlineNow(ctx context.Context) (int64, error) {
 	return online, nil
 }
 
-// peakMemory returns the day's peak as this store last saw it.
-func (s *Store) peakMemory() string {
-	s.peakMu.Lock()
-	defer s.peakMu.Unlock()
-	return s.peak
+// peakMemory is the day's peak as a store last saw it, "<day>:<peak>",
+// so that a Redis that lost its data gets it back (restore_peak in
+// lib.lua, and home.lua).
+type peakMemory struct {
+	mu sync.Mutex
+	v  string
 }
 
-// rememberPeak keeps the highest peak seen for the latest day, so that a
-// Redis that lost its data gets it back (restore_peak in lib.lua).
-func (s *Store) rememberPeak(v string) {
+func (m *peakMemory) get() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.v
+}
+
+// remember keeps the highest peak seen for the latest day.
+func (m *peakMemory) remember(v string) {
 	day, peak, ok := parsePeak(v)
 	if !ok {
 		return
 	}
-	s.peakMu.Lock()
-	defer s.peakMu.Unlock()
-	if oldDay, oldPeak, ok := parsePeak(s.peak); !ok || day > oldDay || (day == oldDay && peak > oldPeak) {
-		s.peak = v
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if oldDay, oldPeak, ok := parsePeak(m.v); !ok || day > oldDay || (day == oldDay && peak > oldPeak) {
+		m.v = v
 	}
 }
 
@@ -500,14 +505,14 @@ func nodeInfoJSON(info presence.NodeInfo) (string, error) {
 // unchanged: a Sharded keeps them in its first shard only).
 func (s *Store) beat(ctx context.Context, node string, seq uint64, raw string) ([]presence.Reaped, error) {
 	res, err := s.run(ctx, s.heartbeat, s.keys(node),
-		s.prefix, node, s.seq(seq), s.ttl.Milliseconds(), raw, s.peakMemory()).Slice()
+		s.prefix, node, s.seq(seq), s.ttl.Milliseconds(), raw, s.peak.get()).Slice()
 	if err != nil {
 		return nil, wrap("heartbeat", err)
 	}
 	if len(res) < 4 || (len(res)-4)%3 != 0 {
 		return nil, fmt.Errorf("redisstore: heartbeat: unexpected reply %v", res)
 	}
-	s.rememberPeak(fmt.Sprint(res[3]))
+	s.peak.remember(fmt.Sprint(res[3]))
 	reaped := parseReaped(res[4:])
 	if toInt(res[2]) == 1 {
 		reaped = append(reaped, s.reapAll(ctx, node)...)

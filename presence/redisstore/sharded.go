@@ -59,7 +59,7 @@ type Sharded struct {
 	seqs   map[string]*nodeSeqs // what the shards hold for each node this store wrote
 	states []shardState         // newest state seen of each shard
 	dirty  []bool               // states not yet handed to home.lua
-	peak   string               // the day's peak as last seen, "<day>:<peak>"
+	peak   peakMemory           // the day's peak of the sum as last seen
 }
 
 // nodeSeqs are the sequences of a node: the last the node wrote (a batch
@@ -289,7 +289,7 @@ func (s *Sharded) wrote(node string, i int, seq uint64) {
 // hand over it returns the local sum.
 func (s *Sharded) pushHome(ctx context.Context, heartbeat bool) (int64, error) {
 	s.mu.Lock()
-	args := []any{len(s.shards), s.ttl.Milliseconds(), s.peak, presence.DayNumber(time.Now().In(s.loc))}
+	args := []any{len(s.shards), s.ttl.Milliseconds(), s.peak.get(), presence.DayNumber(time.Now().In(s.loc))}
 	var sent []int
 	var sum int64
 	for i, st := range s.states {
@@ -316,26 +316,12 @@ func (s *Sharded) pushHome(ctx context.Context, heartbeat bool) (int64, error) {
 		s.mu.Unlock()
 		return sum, wrap("home", err)
 	}
-	s.rememberPeak(fmt.Sprint(res[2]))
+	s.peak.remember(fmt.Sprint(res[2]))
 	return toInt(res[0]), nil
 }
 
 func (s *Sharded) peakKey(t time.Time) string {
 	return s.prefix + ":peak:" + strconv.FormatInt(presence.DayNumber(t.In(s.loc)), 10)
-}
-
-// rememberPeak keeps the highest peak seen for the latest day, so that
-// home keys that were lost get it back.
-func (s *Sharded) rememberPeak(v string) {
-	day, peak, ok := parsePeak(v)
-	if !ok {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if oldDay, oldPeak, ok := parsePeak(s.peak); !ok || day > oldDay || (day == oldDay && peak > oldPeak) {
-		s.peak = v
-	}
 }
 
 // layoutError reports whether err is home.lua refusing a number of shards

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,44 +84,10 @@ func TestShardedChurnWithInjectedTimeouts(t *testing.T) {
 			Node: "n" + strconv.Itoa(i), Store: s, HeartbeatInterval: hb, BatchWindow: 5 * time.Millisecond, BatchMax: 40,
 		}))
 	}
-	r := rand.New(rand.NewPCG(5, 6))
-	conns := make([]map[string]int, len(trackers))
-	for i := range conns {
-		conns[i] = map[string]int{}
-	}
-	px.Random(0.03)
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		for range 50 {
-			i, u := r.IntN(len(trackers)), "u"+strconv.Itoa(r.IntN(400))
-			if conns[i][u] > 0 && r.IntN(2) == 0 {
-				trackers[i].Disconnect(u)
-				conns[i][u]--
-			} else {
-				trackers[i].Connect(u)
-				conns[i][u]++
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	px.Random(0)
-	px.Release()
-	t.Logf("%d faults injected", px.Faults())
-	if px.Faults() == 0 {
-		t.Fatal("no fault was injected")
-	}
-	want := map[string]string{}
+	want := truthOf(churnWithFaults(t, trackers, px, 5))
 	perShard := make([]int, shards)
-	for _, m := range conns {
-		for u, n := range m {
-			if n > 0 {
-				c, _ := strconv.Atoi(want[u])
-				if c == 0 {
-					perShard[shardOfUser(u, shards)]++
-				}
-				want[u] = strconv.Itoa(c + n)
-			}
-		}
+	for u := range want {
+		perShard[shardOfUser(u, shards)]++
 	}
 	for i, n := range perShard {
 		if n == 0 {

@@ -3,7 +3,6 @@ package redisstore_test
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -18,16 +17,7 @@ import (
 // and online key.
 func openSharded(tb testing.TB, addr string, n int, o redisstore.Options) (*redisstore.Sharded, *redis.Client, string, string) {
 	tb.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
-	tb.Cleanup(func() { rdb.Close() })
-	id := prefixes.Add(1)
-	if o.Prefix == "" {
-		o.Prefix = fmt.Sprintf("{t%d}", id)
-		o.OnlineKey = fmt.Sprintf("{t%d}online_users", id)
-	}
-	if o.RecoveryWindow == 0 {
-		o.RecoveryWindow = time.Millisecond
-	}
+	rdb, o := testClient(tb, addr, o)
 	s, err := redisstore.NewSharded(rdb, o, n)
 	if err != nil {
 		tb.Fatal(err)
