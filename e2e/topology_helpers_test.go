@@ -2,8 +2,6 @@ package e2e_test
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -49,27 +47,8 @@ type clusterRedis struct {
 
 func newClusterRedis(t *testing.T) clusterRedis {
 	c := testenv.StartRedisCluster(t)
-	r := clusterRedis{c: c, holder: c.MasterOf(onlineKey), owners: make([]*testenv.Redis, keyslot.Slots)}
 	// The slots never move (no replicas, no resharding): read them once.
-	for _, n := range c.Nodes {
-		for line := range strings.SplitSeq(n.Do("CLUSTER", "NODES"), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 8 || !strings.Contains(f[2], "myself") {
-				continue
-			}
-			for _, rng := range f[8:] {
-				lo, hi, found := strings.Cut(rng, "-")
-				if !found {
-					hi = lo
-				}
-				a, err1 := strconv.Atoi(lo)
-				b, err2 := strconv.Atoi(hi)
-				for slot := a; err1 == nil && err2 == nil && slot <= b; slot++ {
-					r.owners[slot] = n
-				}
-			}
-		}
-	}
+	r := clusterRedis{c: c, holder: c.MasterOf(onlineKey), owners: c.SlotOwners()}
 	return r
 }
 

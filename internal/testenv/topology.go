@@ -169,6 +169,18 @@ func (c *RedisCluster) MasterOf(key string) *Redis {
 
 // servesSlot reports whether the "myself" line of CLUSTER NODES lists slot.
 func servesSlot(nodes string, slot int) bool {
+	for _, r := range ownSlots(nodes) {
+		if r[0] <= slot && slot <= r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// ownSlots returns the slot ranges (first, last) on the "myself" line of
+// CLUSTER NODES.
+func ownSlots(nodes string) [][2]int {
+	var out [][2]int
 	for line := range strings.SplitSeq(nodes, "\n") {
 		f := strings.Fields(line)
 		if len(f) < 8 || !strings.Contains(f[2], "myself") {
@@ -181,12 +193,26 @@ func servesSlot(nodes string, slot int) bool {
 			}
 			a, err1 := strconv.Atoi(lo)
 			b, err2 := strconv.Atoi(hi)
-			if err1 == nil && err2 == nil && a <= slot && slot <= b {
-				return true
+			if err1 == nil && err2 == nil {
+				out = append(out, [2]int{a, b})
 			}
 		}
 	}
-	return false
+	return out
+}
+
+// SlotOwners returns, for each of the 16 384 slots, the node serving it
+// now (nil for none), from every node's CLUSTER NODES.
+func (c *RedisCluster) SlotOwners() []*Redis {
+	owners := make([]*Redis, 16384)
+	for _, n := range c.Nodes {
+		for _, r := range ownSlots(n.Do("CLUSTER", "NODES")) {
+			for slot := r[0]; slot <= r[1] && slot < len(owners); slot++ {
+				owners[slot] = n
+			}
+		}
+	}
+	return owners
 }
 
 // Restart kills node n (SIGKILL), keeps it down for outage, starts it
