@@ -26,7 +26,7 @@ const (
 	testAPIKey        = "e2e-api-key-0123456789"
 	testWebhookSecret = "e2e-webhook-secret-0123456789"
 	keyPrefix         = "{online_users}" // the default REDIS_KEY_PREFIX: ONLINE_USERS_KEY as the hash tag
-	eventsStream      = keyPrefix + ":events"
+	eventsStream      = keyPrefix + ":transitions"
 )
 
 // userCount is one entry of GET /api/admin/presence/users.

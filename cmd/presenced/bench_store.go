@@ -489,7 +489,7 @@ func (s *storeSim) run(ctx context.Context) (*storeResult, error) {
 	usage := func(key string) int64 { return s.rdb.MemoryUsage(ctx, key).Val() }
 	for _, p := range o.prefixes() {
 		r.usersHash += usage(p + ":users")
-		r.events += usage(p + ":events")
+		r.events += usage(p + ":transitions")
 		for _, n := range nodes {
 			r.shares += usage(p + ":node:" + n.id)
 		}

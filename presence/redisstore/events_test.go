@@ -72,7 +72,7 @@ func TestEventsStream(t *testing.T) {
 	if _, err := s.Sync(ctx(t), presence.Share{Node: "n", Seq: 1, Users: map[string]int64{"alice": 1}}); err != nil {
 		t.Fatal(err)
 	}
-	evs, entries := readStream(t, rdb, "{ev}:events")
+	evs, entries := readStream(t, rdb, "{ev}:transitions")
 	if entries != 1 || len(evs) != 1 || evs[0].typ != "online" || evs[0].user != "alice" || evs[0].at == "" {
 		t.Fatalf("stream %+v in %d entries, want one entry: at, + alice", evs, entries)
 	}
@@ -85,7 +85,7 @@ func TestEventsStream(t *testing.T) {
 	// ~2000 transitions, two per rewrite (one user off, another on), each
 	// rewrite one entry: MAXLEN ~ 50 entries, trimmed by whole nodes of
 	// 100 entries.
-	evs, entries = readStream(t, rdb, "{ev}:events")
+	evs, entries = readStream(t, rdb, "{ev}:transitions")
 	if len(evs) < 100 || len(evs) > 300 || len(evs) != 2*entries {
 		t.Fatalf("%d transitions in %d entries after ~2000 with EventsMaxLen 100", len(evs), entries)
 	}
@@ -139,7 +139,7 @@ func TestEventsOneEntryPerCall(t *testing.T) {
 	repeat := func(s string, n int) []string { return slices.Repeat([]string{s}, n) }
 
 	batch(2, users(0, 1000), nil)
-	raw, entries := readStream(t, rdb, p+":events")
+	raw, entries := readStream(t, rdb, p+":transitions")
 	if entries != 1 || len(raw) != 1000 {
 		t.Fatalf("1000 connects: %d transitions in %d entries, want 1000 in 1", len(raw), entries)
 	}
@@ -181,7 +181,7 @@ func TestEventsOneEntryPerCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(mixed, types, who)
-	if _, entries := readStream(t, rdb, p+":events"); entries != 2 {
+	if _, entries := readStream(t, rdb, p+":transitions"); entries != 2 {
 		t.Fatalf("%d entries after two batches, want 2", entries)
 	}
 	// From the middle of the mixed entry, a few at a time: whole entries,
@@ -194,7 +194,7 @@ func TestEventsOneEntryPerCall(t *testing.T) {
 
 	// 4500 connects: entries of 2000, 2000 and 500, read in one walk.
 	batch(4, users(2000, 6500), nil)
-	raw, entries = readStream(t, rdb, p+":events")
+	raw, entries = readStream(t, rdb, p+":transitions")
 	if entries != 5 || len(raw) != 6500 {
 		t.Fatalf("after 4500 more: %d transitions in %d entries, want 6500 in 5", len(raw), entries)
 	}
@@ -216,41 +216,38 @@ func TestEventsOneEntryPerCall(t *testing.T) {
 	}
 }
 
-// TestEventsReadTheFormatBefore: entries of the format before (one
-// transition per entry, fields type, user, at), as a previous version
-// writes them during a rolling upgrade, read as one event each, with the
-// entry's id, before and after entries of the current format.
-func TestEventsReadTheFormatBefore(t *testing.T) {
+// TestEventIDs: the ids of an entry's transitions are "<entry>" then
+// "<entry>.<k>", a read resumes after any of them, and malformed ids are
+// refused; an entry without transitions reads as none. The stream of the
+// one-transition-per-entry versions (<prefix>:events) is not read.
+func TestEventIDs(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	s, rdb, p, _ := mustOpen(t, srv, time.Minute, time.Millisecond)
-	old := func(typ, user string) string {
-		id, err := rdb.XAdd(ctx(t), &redis.XAddArgs{Stream: p + ":events", Values: []any{"type", typ, "user", user, "at", "1733050000000"}}).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
+	if err := rdb.XAdd(ctx(t), &redis.XAddArgs{Stream: p + ":events", Values: []any{"type", "online", "user", "old", "at", "1733050000000"}}).Err(); err != nil {
+		t.Fatal(err)
 	}
-	first := old("online", "a")
+	empty, err := rdb.XAdd(ctx(t), &redis.XAddArgs{Stream: p + ":transitions", Values: []any{"at", "1733050000000"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Sync(ctx(t), presence.Share{Node: "n", Seq: 1, Users: map[string]int64{"b": 1, "c": 1}}); err != nil {
 		t.Fatal(err)
 	}
-	last := old("offline", "a")
-	if id, err := s.LastEventID(ctx(t)); err != nil || id != last {
-		t.Fatalf("LastEventID = %q, %v; want %q", id, err, last)
-	}
 	evs, err := s.ReadEvents(ctx(t), "0-0", 100, 0)
-	if err != nil || len(evs) != 4 {
-		t.Fatalf("ReadEvents = %+v, %v; want 4", evs, err)
+	if err != nil || len(evs) != 2 || evs[0].User == "old" {
+		t.Fatalf("ReadEvents = %+v, %v; want the rewrite's 2 online events only", evs, err)
 	}
-	got := fmt.Sprintf("%v %s %s %v %s %s %d", evs[0].ID == first, evs[0].Type, evs[0].User, evs[3].ID == last, evs[3].Type, evs[3].User, evs[0].At.UnixMilli())
-	if got != "true online a true offline a 1733050000000" {
-		t.Fatalf("old entries read as %+v", evs)
+	if evs[1].ID != evs[0].ID+".1" {
+		t.Fatalf("ids %s, %s: want the second of an entry to be <entry>.1", evs[0].ID, evs[1].ID)
 	}
-	if evs[2].ID != evs[1].ID+".1" {
-		t.Fatalf("ids %s, %s: want the second of an entry to be <entry>.1", evs[1].ID, evs[2].ID)
+	if id, err := s.LastEventID(ctx(t)); err != nil || id != evs[1].ID {
+		t.Fatalf("LastEventID = %q, %v; want %q", id, err, evs[1].ID)
 	}
-	if rest, err := s.ReadEvents(ctx(t), first, 100, 0); err != nil || len(rest) != 3 || rest[0].ID != evs[1].ID {
-		t.Fatalf("after the old entry: %+v, %v", rest, err)
+	if rest, err := s.ReadEvents(ctx(t), empty, 100, 0); err != nil || len(rest) != 2 {
+		t.Fatalf("after the empty entry: %+v, %v", rest, err)
+	}
+	if rest, err := s.ReadEvents(ctx(t), evs[0].ID, 100, 0); err != nil || len(rest) != 1 || rest[0].ID != evs[1].ID {
+		t.Fatalf("after the first transition: %+v, %v", rest, err)
 	}
 	for _, bad := range []string{"x", "1-2-3", "1-2.x", "1-2.-1", "abc-1"} {
 		if _, err := s.ReadEvents(ctx(t), bad, 10, 0); err == nil {

@@ -49,7 +49,7 @@ type Options struct {
 	// rewritten their shares yet. Zero means 3s; set it a little above the
 	// heartbeat interval, since every node notices at its next heartbeat.
 	RecoveryWindow time.Duration
-	// EventsMaxLen bounds the events stream (<prefix>:events) to about
+	// EventsMaxLen bounds the events stream (<prefix>:transitions) to about
 	// this many transitions: each entry (one per script call) is written
 	// with XADD MAXLEN ~ EventsMaxLen / its transitions (see flush in
 	// lua/lib.lua), so it may hold more; zero means 100000.
@@ -155,7 +155,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		o.CallTimeout = o.NodeTTL / 4
 	}
 	s := &Store{chores: chores{rdb: rdb, prefix: o.Prefix}, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, loc: o.Location, token: o.Token,
-		budget: int64(o.RepairBudget), chunk: o.Budget, callTimeout: o.CallTimeout, events: o.Prefix + ":events", shard: o.shard}
+		budget: int64(o.RepairBudget), chunk: o.Budget, callTimeout: o.CallTimeout, events: o.Prefix + ":transitions", shard: o.shard}
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)

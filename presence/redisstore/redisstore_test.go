@@ -384,7 +384,7 @@ func TestRepairAfterEviction(t *testing.T) {
 		t.Fatalf("%s = %s after repair, want 2 (both, b-1)", online, got)
 	}
 	// Each phantom removed went offline unseen: one offline event each.
-	if got := streamKinds(t, rdb, p+":events", 43); len(got) != 41 || got["offline:a-0"] != 1 || got["offline:b-2"] != 1 || got["offline:both"] != 0 {
+	if got := streamKinds(t, rdb, p+":transitions", 43); len(got) != 41 || got["offline:a-0"] != 1 || got["offline:b-2"] != 1 || got["offline:both"] != 0 {
 		t.Fatalf("events after the repair: %v, want one offline per phantom (a-0..a-39, b-2)", got)
 	}
 	// The nodes rewrite their shares, as the trackers do on ErrResync.
@@ -426,7 +426,7 @@ func TestRepairFindsUsersEvictedFromTheSums(t *testing.T) {
 	if got := rdb.HGet(ctx(t), p+":users", "y").Val(); got != "2" {
 		t.Fatalf("users[y] = %q after repair, want 2", got)
 	}
-	if got := streamKinds(t, rdb, p+":events", 0); len(got) != 2 || got["online:x"] != 1 || got["online:y"] != 1 {
+	if got := streamKinds(t, rdb, p+":transitions", 0); len(got) != 2 || got["online:x"] != 1 || got["online:y"] != 1 {
 		t.Fatalf("events %v, want only the first online ones: y was online all along", got)
 	}
 	if got := rdb.Get(ctx(t), online).Val(); got != "2" {

@@ -94,14 +94,15 @@ func decodeCursor(s string) (uint64, error) {
 	return c, nil
 }
 
-// Event ids. The events stream holds one entry per script call that made
-// any transition (see flush in lua/lib.lua): fields "at" (ms), then "+"
-// user or "-" user per transition, in the order the call made them. The
-// k-th transition (from 0) of entry <ms>-<seq> has the id "<ms>-<seq>" for
-// k = 0 and "<ms>-<seq>.<k>" after; ids order by ms, seq, then k. An entry
-// of the format before (fields type, user, at: one transition per entry)
-// is read as one event with the entry's id, so a stream or a stored
-// position from that version stays readable.
+// Event ids. The events stream (<prefix>:transitions) holds one entry per
+// script call that made any transition (see flush in lua/lib.lua): fields
+// "at" (ms), then "+" user or "-" user per transition, in the order the
+// call made them. The k-th transition (from 0) of entry <ms>-<seq> has the
+// id "<ms>-<seq>" for k = 0 and "<ms>-<seq>.<k>" after; ids order by ms,
+// seq, then k. (Versions that wrote one transition per entry used another
+// key, <prefix>:events, so that neither version misreads the other's
+// entries during a rolling upgrade; a webhook position stored by them is
+// an entry id, which reads as a time here.)
 
 // eventPos is a position in the stream: after the transition k of entry.
 type eventPos struct {
@@ -252,24 +253,12 @@ func (s *Store) xrange(ctx context.Context, cmd, start, end string, count int) (
 // events appends the entry's transitions after the first skip to out.
 func (m streamEntry) events(out []presence.Event, skip int) []presence.Event {
 	var at time.Time
-	var typ, user string
 	for i := 0; i+1 < len(m.fields); i += 2 {
-		switch m.fields[i] {
-		case "at":
+		if m.fields[i] == "at" {
 			if ms, err := strconv.ParseInt(m.fields[i+1], 10, 64); err == nil {
 				at = time.UnixMilli(ms).UTC()
 			}
-		case "type": // the format of one transition per entry
-			typ = m.fields[i+1]
-		case "user":
-			user = m.fields[i+1]
 		}
-	}
-	if typ != "" {
-		if skip == 0 {
-			out = append(out, presence.Event{ID: m.id, Type: typ, User: user, At: at})
-		}
-		return out
 	}
 	k := 0
 	for i := 0; i+1 < len(m.fields); i += 2 {

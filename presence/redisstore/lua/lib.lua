@@ -16,7 +16,7 @@
 --                               rewriting shares that Redis lost
 --   KEYS[8]  <prefix>:node:<id> HASH user -> connections on this node
 --   KEYS[9]  <prefix>:nodeinfo:<id> STRING this node's load figures (JSON)
---   KEYS[10] <prefix>:events   STREAM online/offline transitions: one entry
+--   KEYS[10] <prefix>:transitions   STREAM online/offline transitions: one entry
 --                               per script call that made any (see flush),
 --                               fields at (ms), then "+" user (online) or
 --                               "-" user (offline) per transition, in order;
