@@ -10,6 +10,7 @@
 #   bench/store.sh                         1 000 000 users over 100 nodes (about 3 minutes)
 #   USERS=200000 NODES=20 REAP=50000 bench/store.sh
 #   RUNS="cluster-sharded" bench/store.sh  only some of: single cluster cluster-sharded
+#   BATCH=8000 bench/store.sh              connects per Apply (default 1 000)
 #
 # Loopback only, ports from RPORT (26800): RPORT for the single server,
 # RPORT+1..3 for the Cluster. No persistence. It stops everything it starts
@@ -60,7 +61,7 @@ bench() { # bench NAME ARGS...
 	local name=$1
 	shift
 	say "$name: $(uptime | sed 's/.*load/load/')"
-	"$tmp/presenced" bench store --users "$USERS" --nodes "$NODES" --reap-users "$REAP" "$@" 2>"$tmp/$name.log" | tee "$tmp/$name.out"
+	"$tmp/presenced" bench store --users "$USERS" --nodes "$NODES" --reap-users "$REAP" ${BATCH:+--batch "$BATCH"} "$@" 2>"$tmp/$name.log" | tee "$tmp/$name.out"
 	grep '^summary' "$tmp/$name.out" | sed "s/^summary/$name/" >>"$tmp/summary"
 }
 

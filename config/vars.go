@@ -264,7 +264,7 @@ func baseSpecs() []spec {
 		},
 		{
 			name: "PRESENCE_BATCH_MAX", def: "1000",
-			desc:   "users per Redis script call, 1-100000",
+			desc:   "users per Redis script call, 1-100000 (with PRESENCE_SHARDS a node's batch holds up to this many per shard)",
 			parse:  intVar(func(c *Config) *int { return &c.BatchMax }, 1, 100000, "must be an integer 1-100000"),
 			format: func(c Config) string { return strconv.Itoa(c.BatchMax) },
 		},

@@ -152,8 +152,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	var lastSeen *store.LastSeenWriter
 	seen := func(user string) { lastSeen.Seen(user) }
+	// PRESENCE_BATCH_MAX is users per script call: with shards a batch
+	// is split over them, so a node's batch may hold that many per shard.
+	batchMax := cfg.BatchMax * max(cfg.PresenceShards, 1)
 	tracker := presence.NewTracker(presence.TrackerOptions{
-		Node: node, Store: pstore, Counter: reader, BatchWindow: cfg.BatchWindow, BatchMax: cfg.BatchMax,
+		Node: node, Store: pstore, Counter: reader, BatchWindow: cfg.BatchWindow, BatchMax: batchMax,
 		HeartbeatInterval: cfg.HeartbeatInterval, Info: localInfo,
 		OnOnline: seen, OnOffline: seen, Logger: log,
 		// A predecessor killed without leaving holds the id for at most a
