@@ -111,13 +111,11 @@ func (h *shardHook) report(raw string) {
 	}
 	s := h.s
 	s.mu.Lock()
-	if cur := s.states[h.i]; st.newer(cur) {
-		// Handed over at once only when what it says changed; the
-		// next heartbeat hands every shard's newest state over anyway.
-		if st.users != cur.users || st.rewriting != cur.rewriting || !cur.received {
-			s.dirty[h.i] = true
-		}
-		s.states[h.i] = st
+	if st.newer(s.states[h.i]) {
+		// Handed over even when its count is the one this node saw
+		// last: home.lua may hold another node's newer state since
+		// (see pushHome).
+		s.states[h.i], s.dirty[h.i] = st, true
 	}
 	s.mu.Unlock()
 }
@@ -287,6 +285,12 @@ func (s *Sharded) wrote(node string, i int, seq uint64) {
 // heartbeat set, else those not handed over yet) and returns online_users
 // as it sets it; home.lua renews its expiry (two leases). With nothing to
 // hand over it returns the local sum.
+//
+// Every write that may change a shard's users hands its state over before
+// it returns (so before a connection it counted is greeted): home.lua then
+// holds that state or a newer one, whose count includes the write. A
+// state is handed over even when its count equals the last this node saw,
+// since home.lua may hold another node's newer state with another count.
 func (s *Sharded) pushHome(ctx context.Context, heartbeat bool) (int64, error) {
 	s.mu.Lock()
 	args := []any{len(s.shards), s.ttl.Milliseconds(), s.peak.get(), presence.DayNumber(time.Now().In(s.loc))}
@@ -541,8 +545,10 @@ func (s *Sharded) Repair(ctx context.Context, node string, seq uint64, users, co
 	if err != nil {
 		return fixed, err
 	}
-	if _, err := s.pushHome(ctx, false); err != nil {
-		return fixed, err
+	if fixed > 0 { // a repair that changed nothing need not be handed over
+		if _, err := s.pushHome(ctx, false); err != nil {
+			return fixed, err
+		}
 	}
 	var sum shareFigures
 	for _, f := range figures {

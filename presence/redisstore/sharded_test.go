@@ -2,7 +2,9 @@ package redisstore_test
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -64,4 +66,41 @@ func TestShardPrefixesSpreadOverSlots(t *testing.T) {
 			t.Errorf("shard %d of %d = %q, want %q", c.i, c.n, got, c.want)
 		}
 	}
+}
+
+// TestShardedWritesHandTheirStateOver: every write hands its shard's
+// state to home.lua before it returns, even when the count is the one
+// the writing node saw last, since another node may have handed over a
+// newer state with another count meanwhile. (Found by TestChurnSharded:
+// online_users stayed below the truth until the next heartbeat.)
+func TestShardedWritesHandTheirStateOver(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	x, rdb, p, online := openSharded(t, srv.Addr(), 2, redisstore.Options{NodeTTL: time.Minute})
+	y, _, _, _ := openSharded(t, srv.Addr(), 2, redisstore.Options{Prefix: p, OnlineKey: online, NodeTTL: time.Minute})
+	var same []string // users of shard 0
+	for i := 0; len(same) < 3; i++ {
+		if u := "u" + strconv.Itoa(i); shardOfUser(u, 2) == 0 {
+			same = append(same, u)
+		}
+	}
+	a, e, b := same[0], same[1], same[2]
+	want := func(n int64, when string) {
+		t.Helper()
+		if got, err := rdb.Get(ctx(t), online).Int64(); err != nil || got != n {
+			t.Fatalf("%s: online_users = %d (%v), want %d", when, got, err, n)
+		}
+	}
+	if _, err := x.Sync(ctx(t), presence.Share{Node: "x", Seq: 1, Users: map[string]int64{a: 1, e: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	want(2, "x wrote a and e")
+	if _, err := y.Sync(ctx(t), presence.Share{Node: "y", Seq: 1, Users: map[string]int64{b: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	want(3, "y wrote b")
+	// x's shard 0 goes from 3 (y's state) to 2, the count x saw last.
+	if _, err := x.Apply(ctx(t), presence.Batch{Node: "x", Seq: 2, Deltas: []presence.Delta{{User: e, N: -1}}}); err != nil {
+		t.Fatal(err)
+	}
+	want(2, "x took e away")
 }
