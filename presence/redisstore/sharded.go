@@ -470,9 +470,11 @@ func (s *Sharded) Heartbeat(ctx context.Context, seq uint64, info presence.NodeI
 		if i == 0 {
 			figures = raw
 		}
-		var err error
-		reaped[i], err = s.shards[i].beat(sctx, info.ID, held[i], figures)
-		return err
+		return twice(sctx, s.shards[i].callTimeout, func(ctx context.Context) error {
+			var err error
+			reaped[i], err = s.shards[i].beat(ctx, info.ID, held[i], figures)
+			return err
+		})
 	})
 	out := mergeReaped(reaped)
 	// The states go home even when some shard failed (its master is down,
@@ -487,6 +489,27 @@ func (s *Sharded) Heartbeat(ctx context.Context, seq uint64, info presence.NodeI
 		return out, herr
 	}
 	return out, nil
+}
+
+// twice runs fn with half the time ctx has left (at most limit), and
+// once more with the rest when its outcome is unknown (a timeout, a broken
+// connection). It is for the calls that may run twice: a heartbeat (the
+// lease is renewed again and the retry reaps on from where the first left
+// off; only the reaps the first finished go unreported), the repair and
+// the reads of a node's figures. With N shards each of those is N calls,
+// and without the retry one lost reply in any of them would fail it.
+func twice(ctx context.Context, limit time.Duration, fn func(context.Context) error) error {
+	first := limit
+	if dl, ok := ctx.Deadline(); ok {
+		first = min(first, time.Until(dl)/2)
+	}
+	cctx, cancel := context.WithTimeout(ctx, first)
+	err := fn(cctx)
+	cancel()
+	if err != nil && ctx.Err() == nil && unknownOutcome(ctx, err) {
+		return fn(ctx)
+	}
+	return err
 }
 
 // mergeReaped sums, per node, the reaps finished on each shard.
@@ -533,15 +556,22 @@ func (s *Sharded) Repair(ctx context.Context, node string, seq uint64, users, co
 	}
 	figures := make([]shareFigures, len(s.shards))
 	errs := s.each(s.all(), func(i int) error {
-		var err error
-		figures[i], err = s.shards[i].figures(ctx, node, held[i])
-		return err
+		return twice(ctx, s.shards[i].callTimeout, func(ctx context.Context) error {
+			var err error
+			figures[i], err = s.shards[i].figures(ctx, node, held[i])
+			return err
+		})
 	})
 	if err := combine(errs, false); err != nil {
 		return 0, err
 	}
 	k := int(s.repairs.Add(1) % uint64(len(s.shards)))
-	fixed, _, err := s.shards[k].repairShare(ctx, node, held[k], -1, -1, -1)
+	var fixed int64
+	err := twice(ctx, s.shards[k].callTimeout, func(ctx context.Context) error {
+		var err error
+		fixed, _, err = s.shards[k].repairShare(ctx, node, held[k], -1, -1, -1)
+		return err
+	})
 	if err != nil {
 		return fixed, err
 	}
