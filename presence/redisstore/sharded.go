@@ -358,7 +358,19 @@ func (s *Sharded) Apply(ctx context.Context, b presence.Batch) (int64, error) {
 		if i == 0 {
 			sb.Guests = b.Guests
 		}
-		_, err := s.shards[i].applyAfter(ctx, sb, prev[i])
+		// Half the time left first: a part found not applied (read back
+		// after a timeout) is sent once more, so that one lost reply
+		// does not leave the batch applied on some shards only.
+		half := ctx
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			half, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
+			defer cancel()
+		}
+		_, err := s.shards[i].applyAfter(half, sb, prev[i])
+		if errors.Is(err, presence.ErrNotApplied) && ctx.Err() == nil {
+			_, err = s.shards[i].applyAfter(ctx, sb, prev[i])
+		}
 		if err == nil {
 			s.wrote(b.Node, i, b.Seq)
 		}
@@ -495,8 +507,8 @@ func (s *Sharded) Heartbeat(ctx context.Context, seq uint64, info presence.NodeI
 // once more with the rest when its outcome is unknown (a timeout, a broken
 // connection). It is for the calls that may run twice: a heartbeat (the
 // lease is renewed again and the retry reaps on from where the first left
-// off; only the reaps the first finished go unreported), the repair and
-// the reads of a node's figures. With N shards each of those is N calls,
+// off; only the reaps the first finished go unreported), the repair, and
+// reads (a node's figures, the counts). With N shards each of those is N calls,
 // and without the retry one lost reply in any of them would fail it.
 func twice(ctx context.Context, limit time.Duration, fn func(context.Context) error) error {
 	first := limit
@@ -506,7 +518,7 @@ func twice(ctx context.Context, limit time.Duration, fn func(context.Context) er
 	cctx, cancel := context.WithTimeout(ctx, first)
 	err := fn(cctx)
 	cancel()
-	if err != nil && ctx.Err() == nil && unknownOutcome(ctx, err) {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, presence.ErrNoData) && unknownOutcome(ctx, err) {
 		return fn(ctx)
 	}
 	return err
@@ -601,9 +613,11 @@ func (s *Sharded) Repair(ctx context.Context, node string, seq uint64, users, co
 func (s *Sharded) Counts(ctx context.Context) (presence.Counts, error) {
 	per := make([]presence.Counts, len(s.shards))
 	errs := s.each(s.all(), func(i int) error {
-		var err error
-		per[i], err = s.shards[i].Counts(ctx)
-		return err
+		return twice(ctx, s.shards[i].callTimeout, func(ctx context.Context) error {
+			var err error
+			per[i], err = s.shards[i].Counts(ctx)
+			return err
+		})
 	})
 	var c presence.Counts
 	missing := 0
@@ -624,8 +638,16 @@ func (s *Sharded) Counts(ctx context.Context) (presence.Counts, error) {
 		return presence.Counts{}, presence.ErrNoData
 	}
 	c.Partial = c.Partial || missing > 0
-	peak, err := s.rdb.Get(ctx, s.peakKey(time.Now())).Int64()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	var peak int64
+	err := twice(ctx, s.ttl, func(ctx context.Context) error {
+		var err error
+		peak, err = s.rdb.Get(ctx, s.peakKey(time.Now())).Int64()
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return presence.Counts{}, wrap("counts", err)
 	}
 	c.PeakToday = peak
