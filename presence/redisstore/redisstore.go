@@ -108,8 +108,9 @@ type Store struct {
 
 var _ presence.Store = (*Store)(nil)
 
-// New returns a Store that uses rdb. It does not touch Redis.
-func New(rdb redis.UniversalClient, o Options) (*Store, error) {
+// complete returns o with every zero field set to its documented default
+// (a random Token among them), or an error naming what is invalid.
+func (o Options) complete() (Options, error) {
 	if o.OnlineKey == "" {
 		o.OnlineKey = "online_users"
 	}
@@ -129,10 +130,10 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		o.Location = time.UTC
 	}
 	if o.NodeTTL < time.Millisecond {
-		return nil, fmt.Errorf("redisstore: node TTL %v too short", o.NodeTTL)
+		return o, fmt.Errorf("redisstore: node TTL %v too short", o.NodeTTL)
 	}
 	if hashTag(o.Prefix) == "" {
-		return nil, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
+		return o, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
 	}
 	if o.Token == "" {
 		b := make([]byte, 8)
@@ -140,7 +141,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		o.Token = hex.EncodeToString(b)
 	}
 	if strings.Contains(o.Token, ":") {
-		return nil, fmt.Errorf("redisstore: lease token %q holds a colon", o.Token)
+		return o, fmt.Errorf("redisstore: lease token %q holds a colon", o.Token)
 	}
 	if o.RepairBudget <= 0 {
 		o.RepairBudget = 256
@@ -149,10 +150,19 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		o.Budget = 500
 	}
 	if o.Budget > 3000 {
-		return nil, fmt.Errorf("redisstore: budget %d above 3000 users per call", o.Budget)
+		return o, fmt.Errorf("redisstore: budget %d above 3000 users per call", o.Budget)
 	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = o.NodeTTL / 4
+	}
+	return o, nil
+}
+
+// New returns a Store that uses rdb. It does not touch Redis.
+func New(rdb redis.UniversalClient, o Options) (*Store, error) {
+	o, err := o.complete()
+	if err != nil {
+		return nil, err
 	}
 	s := &Store{chores: chores{rdb: rdb, prefix: o.Prefix}, online: o.OnlineKey, ttl: o.NodeTTL, window: o.RecoveryWindow, loc: o.Location, token: o.Token,
 		budget: int64(o.RepairBudget), chunk: o.Budget, callTimeout: o.CallTimeout, events: o.Prefix + ":transitions", shard: o.shard}
@@ -259,8 +269,11 @@ func (s *Store) keys(node string, extra ...string) []string {
 
 // PeakKey names the key holding the peak of t's day, the day taken in
 // Options.Location: <prefix>:peak:<days since 1970-01-01>.
-func (s *Store) PeakKey(t time.Time) string {
-	return s.prefix + ":peak:" + strconv.FormatInt(presence.DayNumber(t.In(s.loc)), 10)
+func (s *Store) PeakKey(t time.Time) string { return peakKey(s.prefix, s.loc, t) }
+
+// peakKey names the key under prefix holding the peak of t's day in loc.
+func peakKey(prefix string, loc *time.Location, t time.Time) string {
+	return prefix + ":peak:" + strconv.FormatInt(presence.DayNumber(t.In(loc)), 10)
 }
 
 // seq is how a node's sequence is stored: "<n>:<token>". The token makes

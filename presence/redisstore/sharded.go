@@ -134,26 +134,16 @@ var _ presence.EventLog = (*Sharded)(nil)
 // slot by default), under which the day's peak and the cluster-wide
 // chores are kept, and each shard's prefix is ShardPrefix(o.Prefix, i, n).
 // Each shard's events stream keeps o.EventsMaxLen/n entries (at least
-// 1 000), so that together they keep about what one stream would.
-// It does not touch Redis.
+// 1 000), so that together they keep about what one stream would; every
+// shard takes its leases with the one token of o (one process, one
+// token). It does not touch Redis.
 func NewSharded(rdb redis.UniversalClient, o Options, n int) (*Sharded, error) {
 	if n < 2 || n > MaxShards {
 		return nil, fmt.Errorf("redisstore: %d shards: want 2 to %d", n, MaxShards)
 	}
-	if o.OnlineKey == "" {
-		o.OnlineKey = "online_users"
-	}
-	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix(o.OnlineKey)
-	}
-	if hashTag(o.Prefix) == "" {
-		return nil, fmt.Errorf("redisstore: key prefix %q has no {hash tag}", o.Prefix)
-	}
-	if o.Location == nil {
-		o.Location = time.UTC
-	}
-	if o.NodeTTL == 0 {
-		o.NodeTTL = 6 * time.Second
+	o, err := o.complete()
+	if err != nil {
+		return nil, err
 	}
 	s := &Sharded{
 		chores: chores{rdb: rdb, prefix: o.Prefix}, online: o.OnlineKey, loc: o.Location, ttl: o.NodeTTL,
@@ -161,9 +151,6 @@ func NewSharded(rdb redis.UniversalClient, o Options, n int) (*Sharded, error) {
 	}
 	if _, ok := rdb.(*redis.ClusterClient); ok {
 		s.poll = 100 * time.Millisecond
-	}
-	if o.EventsMaxLen <= 0 {
-		o.EventsMaxLen = 100000
 	}
 	for i := range n {
 		so := o
@@ -293,7 +280,7 @@ func (s *Sharded) wrote(node string, i int, seq uint64) {
 // since home.lua may hold another node's newer state with another count.
 func (s *Sharded) pushHome(ctx context.Context, heartbeat bool) (int64, error) {
 	s.mu.Lock()
-	args := []any{len(s.shards), s.ttl.Milliseconds(), s.peak.get(), presence.DayNumber(time.Now().In(s.loc))}
+	args := []any{len(s.shards), s.ttl.Milliseconds(), s.peak.get()}
 	var sent []int
 	var sum int64
 	for i, st := range s.states {
@@ -308,7 +295,7 @@ func (s *Sharded) pushHome(ctx context.Context, heartbeat bool) (int64, error) {
 	if len(sent) == 0 && !heartbeat {
 		return sum, nil
 	}
-	res, err := s.home.Run(ctx, s.rdb, []string{s.online, s.prefix + ":shards", s.peakKey(time.Now())}, args...).Slice()
+	res, err := s.home.Run(ctx, s.rdb, []string{s.online, s.prefix + ":shards", peakKey(s.prefix, s.loc, time.Now())}, args...).Slice()
 	if err == nil && len(res) != 3 {
 		err = fmt.Errorf("unexpected reply %v", res)
 	}
@@ -322,10 +309,6 @@ func (s *Sharded) pushHome(ctx context.Context, heartbeat bool) (int64, error) {
 	}
 	s.peak.remember(fmt.Sprint(res[2]))
 	return toInt(res[0]), nil
-}
-
-func (s *Sharded) peakKey(t time.Time) string {
-	return s.prefix + ":peak:" + strconv.FormatInt(presence.DayNumber(t.In(s.loc)), 10)
 }
 
 // layoutError reports whether err is home.lua refusing a number of shards
@@ -361,13 +344,9 @@ func (s *Sharded) Apply(ctx context.Context, b presence.Batch) (int64, error) {
 		// Half the time left first: a part found not applied (read back
 		// after a timeout) is sent once more, so that one lost reply
 		// does not leave the batch applied on some shards only.
-		half := ctx
-		if dl, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			half, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
-			defer cancel()
-		}
+		half, cancel := firstTry(ctx, s.ttl)
 		_, err := s.shards[i].applyAfter(half, sb, prev[i])
+		cancel()
 		if errors.Is(err, presence.ErrNotApplied) && ctx.Err() == nil {
 			_, err = s.shards[i].applyAfter(ctx, sb, prev[i])
 		}
@@ -511,17 +490,22 @@ func (s *Sharded) Heartbeat(ctx context.Context, seq uint64, info presence.NodeI
 // reads (a node's figures, the counts). With N shards each of those is N calls,
 // and without the retry one lost reply in any of them would fail it.
 func twice(ctx context.Context, limit time.Duration, fn func(context.Context) error) error {
-	first := limit
-	if dl, ok := ctx.Deadline(); ok {
-		first = min(first, time.Until(dl)/2)
-	}
-	cctx, cancel := context.WithTimeout(ctx, first)
+	cctx, cancel := firstTry(ctx, limit)
 	err := fn(cctx)
 	cancel()
 	if err != nil && ctx.Err() == nil && !errors.Is(err, presence.ErrNoData) && unknownOutcome(ctx, err) {
 		return fn(ctx)
 	}
 	return err
+}
+
+// firstTry is the context of a first try that leaves time for a second:
+// half the time ctx has left, and at most limit.
+func firstTry(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok {
+		limit = min(limit, time.Until(dl)/2)
+	}
+	return context.WithTimeout(ctx, limit)
 }
 
 // mergeReaped sums, per node, the reaps finished on each shard.
@@ -641,7 +625,7 @@ func (s *Sharded) Counts(ctx context.Context) (presence.Counts, error) {
 	var peak int64
 	err := twice(ctx, s.ttl, func(ctx context.Context) error {
 		var err error
-		peak, err = s.rdb.Get(ctx, s.peakKey(time.Now())).Int64()
+		peak, err = s.rdb.Get(ctx, peakKey(s.prefix, s.loc, time.Now())).Int64()
 		if errors.Is(err, redis.Nil) {
 			return nil
 		}

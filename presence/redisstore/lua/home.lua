@@ -22,8 +22,7 @@
 --         after the last node's last write or heartbeat (so keys left by
 --         nodes that all died go away, as online_users does without shards)
 -- ARGV[3] the day's peak the node remembers ("<day>:<peak>" or "")
--- ARGV[4] today's day number (the peak key's)
--- ARGV[5], ARGV[6], ... pairs of shard index, state
+-- ARGV[4], ARGV[5], ... pairs of shard index, state
 --
 -- The day's peak is raised only while no shard is rewriting a share and
 -- every shard has reported (as sync.lua does without shards).
@@ -51,7 +50,7 @@ end
 if not stored then
   redis.call('HSET', KEYS[2], 'n', n)
 end
-for i = 5, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local new = parse(ARGV[i + 1])
   local cur = parse(redis.call('HGET', KEYS[2], ARGV[i]))
   if new and (not cur or new[1] > cur[1] or (new[1] == cur[1] and new[2] > cur[2])) then
@@ -80,9 +79,10 @@ local ttl = tonumber(ARGV[2])
 redis.call('PEXPIRE', KEYS[1], 2 * ttl)
 redis.call('PEXPIRE', KEYS[2], 2 * ttl)
 
+local today = string.match(KEYS[3], ':(%d+)$')
 local peak = tonumber(redis.call('GET', KEYS[3]) or '0')
 local day, remembered = string.match(ARGV[3], '^(%d+):(%d+)$')
-if day and day == ARGV[4] and tonumber(remembered) > peak then
+if day and day == today and tonumber(remembered) > peak then
   peak = tonumber(remembered)
   redis.call('SET', KEYS[3], peak, 'EX', PEAK_TTL)
 end
@@ -90,4 +90,4 @@ if partial == 0 and sum > peak then
   peak = sum
   redis.call('SET', KEYS[3], peak, 'EX', PEAK_TTL)
 end
-return {sum, partial, ARGV[4] .. ':' .. peak}
+return {sum, partial, today .. ':' .. peak}
