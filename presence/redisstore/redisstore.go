@@ -713,6 +713,9 @@ func wrap(op string, err error) error {
 	if strings.HasPrefix(err.Error(), "TAKEN") {
 		return fmt.Errorf("redisstore: %s: %w (%s)", op, presence.ErrNodeTaken, err.Error())
 	}
+	if strings.HasPrefix(err.Error(), "LAYOUT") {
+		return fmt.Errorf("redisstore: %s: %w (%s)", op, ErrLayout, err.Error())
+	}
 	if strings.HasPrefix(err.Error(), "RESYNC") {
 		return fmt.Errorf("redisstore: %s: %w (%s)", op, presence.ErrResync, err.Error())
 	}

@@ -198,12 +198,6 @@ func ShardPrefix(prefix string, i, n int) string {
 	return prefix[:open+1] + cand + prefix[open+1+len(tag):]
 }
 
-// Shards returns the number of shards.
-func (s *Sharded) Shards() int { return len(s.shards) }
-
-// Shard returns shard i, for tests and the store simulation.
-func (s *Sharded) Shard(i int) *Store { return s.shards[i] }
-
 // shardOf returns the shard of user.
 func (s *Sharded) shardOf(user string) int {
 	h := fnv.New32a()
@@ -311,10 +305,6 @@ func (s *Sharded) pushHome(ctx context.Context, heartbeat bool) (int64, error) {
 	return toInt(res[0]), nil
 }
 
-// layoutError reports whether err is home.lua refusing a number of shards
-// the keys were not made for.
-func layoutError(err error) bool { return err != nil && strings.Contains(err.Error(), "LAYOUT") }
-
 // Apply implements presence.Store: one script per shard the batch
 // touches, concurrently. When some shards applied their part and others
 // did not, it returns an error that makes the node rewrite its share
@@ -359,7 +349,7 @@ func (s *Sharded) Apply(ctx context.Context, b presence.Batch) (int64, error) {
 		return 0, err
 	}
 	online, err := s.pushHome(ctx, false)
-	if layoutError(err) {
+	if errors.Is(err, ErrLayout) {
 		return 0, err
 	}
 	return online, nil
@@ -425,7 +415,7 @@ func (s *Sharded) Sync(ctx context.Context, sh presence.Share) (int64, error) {
 		return 0, err
 	}
 	online, err := s.pushHome(ctx, false)
-	if layoutError(err) {
+	if errors.Is(err, ErrLayout) {
 		return 0, err
 	}
 	return online, nil
@@ -908,7 +898,8 @@ func mergeEvents(per [][]presence.Event, pos []string) []presence.Event {
 }
 
 // ErrLayout is wrapped by CheckLayout's error when live nodes use the keys
-// with another number of shards.
+// with another number of shards, and by a write's error when home.lua
+// refuses it for that reason.
 var ErrLayout = errors.New("presence keys in use with another PRESENCE_SHARDS")
 
 // CheckLayout returns an error wrapping ErrLayout when the presence keys under prefix are in

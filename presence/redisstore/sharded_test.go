@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -103,4 +104,23 @@ func TestShardedWritesHandTheirStateOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(2, "x took e away")
+}
+
+// TestShardedLayoutRefusedByHome: a store with another number of shards
+// than the one the home keys were made for writes only into its own
+// shards, and its write fails with ErrLayout (home.lua refuses it).
+func TestShardedLayoutRefusedByHome(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	two, rdb, p, online := openSharded(t, srv.Addr(), 2, redisstore.Options{NodeTTL: time.Minute})
+	three, _, _, _ := openSharded(t, srv.Addr(), 3, redisstore.Options{Prefix: p, OnlineKey: online, NodeTTL: time.Minute})
+	if _, err := two.Sync(ctx(t), presence.Share{Node: "a", Seq: 1, Users: map[string]int64{"u1": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := three.Sync(ctx(t), presence.Share{Node: "b", Seq: 1, Users: map[string]int64{"u2": 1, "u3": 1}})
+	if !errors.Is(err, redisstore.ErrLayout) {
+		t.Fatalf("Sync with 3 shards on keys of 2: err = %v, want ErrLayout", err)
+	}
+	if got := rdb.Get(ctx(t), online).Val(); got != "1" {
+		t.Fatalf("online_users = %q after the refused write, want 1", got)
+	}
 }
