@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -230,27 +229,10 @@ func (s *storeSim) masters(ctx context.Context, fn func(ctx context.Context, c *
 	return fn(ctx, s.rdb.(*redis.Client))
 }
 
-// usedMemory sums INFO memory used_memory over the masters.
+// usedMemory sums INFO memory used_memory over the masters, as the
+// server-load stats read it.
 func (s *storeSim) usedMemory(ctx context.Context) (int64, error) {
-	var total atomic.Int64
-	err := s.masters(ctx, func(ctx context.Context, c *redis.Client) error {
-		info, err := c.Info(ctx, "memory").Result()
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(info, "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					return fmt.Errorf("INFO memory: used_memory %q", v)
-				}
-				total.Add(n)
-				return nil
-			}
-		}
-		return errors.New("INFO memory has no used_memory")
-	})
-	return total.Load(), err
+	return redisstore.NewProbe(s.rdb).UsedMemory(ctx)
 }
 
 // cpuTimes returns each master's CPU time so far (INFO cpu, main thread,
