@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"HistoryIdempotent", testHistoryIdempotent},
 		{"HistoryRangeAndOrder", testHistoryRangeAndOrder},
 		{"EmptyWrites", testEmptyWrites},
+		{"LastSeenOf", testLastSeenOf},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -526,4 +527,26 @@ func mustSeenSince(t *testing.T, s store.Store, since time.Time) int64 {
 		t.Fatalf("SeenSince(%v): %v", since, err)
 	}
 	return n
+}
+
+// testLastSeenOf: one user's last-seen time (GET /api/admin/presence/users/{id}
+// shows it), none for a user never seen.
+func testLastSeenOf(t *testing.T, s store.Store) {
+	l, ok := s.(interface {
+		LastSeenOf(ctx context.Context, user string) (time.Time, bool, error)
+	})
+	if !ok {
+		t.Fatalf("%T has no LastSeenOf", s)
+	}
+	if _, ok, err := l.LastSeenOf(ctx(t), "alice"); err != nil || ok {
+		t.Fatalf("LastSeenOf(unknown) = %v, %v; want not found", ok, err)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	if err := s.TouchLastSeen(ctx(t), []store.LastSeen{{UserID: "alice", At: at}, {UserID: "bob", At: at.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := l.LastSeenOf(ctx(t), "alice")
+	if err != nil || !ok || !got.Equal(at) {
+		t.Fatalf("LastSeenOf(alice) = %v, %v, %v; want %v", got, ok, err, at)
+	}
 }
